@@ -1,0 +1,3 @@
+"""convertctl: trained models to verified, deployable artifacts (ONNX, OpenVINO IR, ONNX Runtime)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Model checks before any expensive step."""

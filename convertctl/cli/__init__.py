@@ -1,0 +1,92 @@
+"""The `convertctl` command. Subcommands are imported only when invoked, so `--help` stays instant."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import click
+
+from convertctl import __version__
+from convertctl.cli import state
+from convertctl.errors import EXIT_INTERNAL, EXIT_USAGE, ConvertctlError
+
+# name -> (module, attribute, one-line help). The help is here so listing commands imports nothing.
+COMMANDS = {
+    "run": ("convertctl.cli.run", "run", "Run a recipe end to end: export, check, optimize, build, verify."),
+    "export": ("convertctl.cli.export", "export", "Export a model to ONNX and verify it against the source."),
+    "optimize": ("convertctl.cli.optimize", "optimize", "Simplify an ONNX model; roll back if outputs change."),
+    "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime) and verify them."),
+    "recipe": ("convertctl.cli.recipe", "recipe", "Validate a recipe, or write a commented template."),
+    "targets": ("convertctl.cli.targets", "targets", "List the targets, their precisions and whether installed."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="convertctl")
+@click.option("-v", "--verbose", is_flag=True, help="More output; tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
+def cli(verbose, quiet):
+    """convertctl: trained models to verified ONNX, OpenVINO and ONNX Runtime artifacts.
+
+    \b
+    Quick start:
+      convertctl recipe init my.yaml      # a commented recipe template
+      convertctl run recipes/efficientnet_lite0.yaml
+    Exit codes: 0 ok, 1 internal error, 2 usage/recipe error, 3 unsupported operator,
+    4 accuracy gate failed, 5 performance regression.
+    """
+    state.verbose = state.verbose or verbose
+    state.quiet = state.quiet or quiet
+
+
+def _fail(exc: BaseException, code: int, message: str, hint: str | None) -> None:
+    if state.verbose:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if state.json_output:
+        print(json.dumps({"status": "error", "exit_code": code, "error": message, "hint": hint}))
+    from convertctl.cli.ui import print_error
+
+    print_error(message, hint)
+    sys.exit(code)
+
+
+def main(argv=None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="convertctl", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+    except ConvertctlError as exc:
+        _fail(exc, exc.exit_code, exc.message, exc.hint)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure is a bug: say so, traceback only with -v
+        _fail(exc, EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}",
+              None if state.verbose else "run again with -v for the traceback, and report it")
+    sys.exit(code if isinstance(code, int) else 0)

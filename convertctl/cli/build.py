@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import click
+
+from convertctl.cli.common import common_options, is_recipe, load_job
+from convertctl.cli.run import execute
+from convertctl.errors import UsageError
+
+
+@click.command("build")
+@click.argument("model")
+@click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
+              help="Target runtime: openvino, onnxruntime (repeatable; see `convertctl targets`).")
+@click.option("-p", "--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16"]),
+              help="Precision(s) to build (default fp32; repeatable).")
+@click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
+@click.option("--no-optimize", is_flag=True, help="Build from the model as is, without simplification.")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
+@common_options
+def build(model, targets, precisions, output, no_optimize, inputs):
+    """Build MODEL (ONNX or recipe) for each --target and verify every artifact in its runtime.
+
+    Example: convertctl build model.onnx --target openvino --target onnxruntime -o out/m
+    """
+    from convertctl.targets import registry
+
+    overrides = {}
+    if targets:
+        for name in targets:
+            target = registry.get(name)  # unknown names: exit 2 with the list of known targets
+            for p in precisions or ("fp32",):
+                if p not in target.precisions:
+                    raise UsageError(f"target {name} does not build precision {p}",
+                                     hint=f"{name} builds: {', '.join(target.precisions)}")
+        overrides["targets"] = [{"runtime": t, "precision": p} for t in targets for p in (precisions or ("fp32",))]
+    elif not is_recipe(model):
+        raise UsageError("no target given", hint="add --target openvino and/or --target onnxruntime")
+    stages = ["export", "check", "build"] if no_optimize else ["export", "check", "optimize", "build"]
+    recipe, sha, path = load_job(model, stages=stages, inputs=inputs, overrides=overrides)
+    execute(recipe, sha, path, output)

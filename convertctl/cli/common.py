@@ -1,0 +1,89 @@
+"""Options shared by every subcommand, and turning command-line arguments into a recipe."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import click
+
+from convertctl.cli import state
+from convertctl.errors import UsageError
+
+
+def common_options(fn):
+    """-v/-q/--json accepted after the subcommand too (`convertctl run x.yaml --json -v`)."""
+
+    @click.option("--json", "json_output", is_flag=True, help="Machine-readable result on stdout; logs on stderr.")
+    @click.option("-v", "--verbose", is_flag=True, help="More output; tracebacks on errors.")
+    @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
+    @functools.wraps(fn)
+    def wrapper(*args, json_output, verbose, quiet, **kwargs):
+        state.json_output = state.json_output or json_output
+        state.verbose = state.verbose or verbose
+        state.quiet = state.quiet or quiet
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def is_recipe(path: str) -> bool:
+    return path.lower().endswith((".yaml", ".yml"))
+
+
+def parse_input(text: str) -> dict:
+    """`name:dim,dim,...[:dtype]`, e.g. `input:batch,3,224,224` or `ids:1,128:int64`."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise UsageError(f"--input {text!r}: expected NAME:DIM,DIM,...[:DTYPE], e.g. input:batch,3,224,224")
+    dims = [int(d) if d.strip().isdigit() else d.strip() for d in parts[1].split(",")]
+    spec = {"name": parts[0], "shape": dims}
+    if len(parts) == 3:
+        spec["dtype"] = parts[2]
+    return spec
+
+
+def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, weights: str | None):
+    """A recipe dict for a model given on the command line (no recipe file)."""
+    cwd = Path.cwd()
+    name = Path(source.split(":")[0]).stem or "model"
+    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name).lstrip("_.-") or "model"
+    if framework == "onnx" or (framework is None and source.lower().endswith(".onnx")):
+        data = {"name": name, "source": {"framework": "onnx", "path": source}}
+    elif ":" in source and not Path(source).exists():
+        data = {"name": name, "source": {"framework": "pytorch", "factory": source}}
+        if weights:
+            data["source"]["path"] = weights
+    elif source.lower().endswith((".pt", ".pth", ".ts", ".torchscript")):
+        data = {"name": name, "source": {"framework": "pytorch", "path": source}}
+    else:
+        raise UsageError(
+            f"cannot tell what kind of model {source!r} is",
+            hint="give a recipe (.yaml), an .onnx file, a TorchScript file (.pt), or a factory 'file.py:callable'",
+        )
+    if inputs:
+        data["inputs"] = [parse_input(i) for i in inputs]
+    return data, cwd
+
+
+def load_job(source: str, *, stages: list[str], inputs=(), framework=None, weights=None, overrides=None):
+    """Recipe file or model path -> (recipe, sha256, recipe_path). `overrides` patch the recipe dict."""
+    import hashlib
+    import json
+
+    from convertctl.recipe import load_recipe, parse_recipe
+
+    if is_recipe(source):
+        recipe, sha = load_recipe(Path(source))
+        data = recipe.model_dump(mode="json")
+        data["stages"] = stages
+        for key, value in (overrides or {}).items():
+            data[key] = value
+        recipe = parse_recipe(data, Path(source).resolve().parent, origin=source)
+        return recipe, sha, Path(source)
+    data, base = source_recipe(source, inputs, framework, weights)
+    data["stages"] = stages
+    data.update(overrides or {})
+    recipe = parse_recipe(data, base, origin="command line")
+    sha = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return recipe, sha, None

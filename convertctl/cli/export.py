@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import click
+
+from convertctl.cli.common import common_options, load_job
+from convertctl.cli.run import execute
+
+
+@click.command("export")
+@click.argument("source")
+@click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
+@click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
+              help="A model input, e.g. input:batch,3,224,224 (repeat per input; symbolic dims are dynamic).")
+@click.option("--framework", type=click.Choice(["pytorch", "onnx"]), help="Force the source framework.")
+@click.option("--weights", type=click.Path(), help="State-dict file to load into the factory's model.")
+@click.option("--opset", type=int, help="ONNX opset (default 18; the dynamo exporter cannot go lower).")
+@click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="torch.onnx exporter (auto: dynamo, then legacy).")
+@common_options
+def export(source, output, inputs, framework, weights, opset, exporter):
+    """Export SOURCE to ONNX, check it, and verify it against the source framework.
+
+    \b
+    SOURCE is a recipe (.yaml), an ONNX file, a TorchScript file (.pt), or a
+    PyTorch factory 'path/to/file.py:callable' / 'package.module:callable'.
+    Example: convertctl export models.py:build --input x:batch,3,224,224 -o out/m
+    """
+    overrides = {}
+    if opset or exporter:
+        overrides["export"] = {k: v for k, v in {"opset": opset, "exporter": exporter}.items() if v}
+    recipe, sha, path = load_job(source, stages=["export", "check"], inputs=inputs, framework=framework,
+                                 weights=weights, overrides=overrides)
+    execute(recipe, sha, path, output)

@@ -1,0 +1,101 @@
+"""Terminal output: progress on stderr (rich), a summary table, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+
+from convertctl.cli import state
+
+_STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "rolled_back": "yellow", "failed": "red",
+          "error": "red"}
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(message: str, hint: str | None) -> None:
+    out = console()
+    out.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    if hint:
+        out.print(f"[dim]hint:[/] {hint}", soft_wrap=True)
+
+
+class ConsoleReporter:
+    """Pipeline progress: a spinner while a stage runs, one line when it ends."""
+
+    def __init__(self):
+        self.out = console()
+        self.status = None
+
+    def start(self, stage: str, detail: str = "") -> None:
+        if state.quiet:
+            return
+        self._stop()
+        self.status = self.out.status(f"{stage} [dim]{detail}[/]")
+        self.status.start()
+
+    def finish(self, record) -> None:
+        self._stop()
+        if state.quiet:
+            return
+        from convertctl.report.markdown import worst
+
+        name = getattr(record, "name", None) or f"build {record.id}"
+        line = f"[{_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {name:<24} {record.seconds:7.2f} s"
+        if record.verification:
+            c = record.verification[0]
+            w = worst(c)
+            if w["cosine"] is not None:
+                line += f"  vs {c.against}: cosine {w['cosine']:.6f}, max|Δ| {w['max_abs']:.2g}"
+                if w["top1_agreement"] is not None:
+                    line += f", top-1 {w['top1_agreement']:.3f}"
+        self.out.print(line, soft_wrap=True)
+        notes = getattr(record, "findings", None) or ([record.reason] if getattr(record, "reason", None) else [])
+        if state.verbose or record.status != "ok":
+            for note in notes:
+                self.out.print(f"             [dim]{note}[/]", soft_wrap=True)
+
+    def _stop(self):
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+def show_result(manifest, folder) -> int:
+    """Print the result (JSON on stdout with --json, else a summary table) and return the exit code."""
+    if state.json_output:
+        sys.stdout.write(manifest.model_dump_json(indent=2) + "\n")
+        return manifest.exit_code
+    if state.quiet and manifest.exit_code == 0:
+        print(folder)
+        return 0
+    from rich.table import Table
+
+    from convertctl.report.markdown import worst
+
+    out = console()
+    if manifest.artifacts:
+        table = Table(title=f"{manifest.recipe.name}: artifacts", title_justify="left")
+        for col in ("artifact", "status", "size MB", "cosine", "max abs err", "top-1 agr.", "runs with"):
+            table.add_column(col, justify="right" if col in ("size MB", "cosine", "max abs err", "top-1 agr.") else "left")
+        for a in manifest.artifacts:
+            w = worst(a.verification[0]) if a.verification else {}
+            fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+            table.add_row(
+                a.id, f"[{_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
+                fmt(w.get("cosine"), ".6f"), fmt(w.get("max_abs"), ".2g"), fmt(w.get("top1_agreement"), ".3f"),
+                ", ".join(f"{k}={v}" for k, v in a.effective.items() if k not in ("providers",)),
+            )
+        out.print(table)
+        for a in manifest.artifacts:
+            if a.reason:
+                out.print(f"[{_STYLE.get(a.status, 'white')}]{a.id}[/]: {a.reason}", soft_wrap=True)
+    for msg in manifest.messages:
+        out.print(f"[yellow]note:[/] {msg}", soft_wrap=True)
+    style = _STYLE.get(manifest.status, "white")
+    out.print(f"[bold {style}]{manifest.status}[/] in {manifest.seconds:.1f} s → {folder}  "
+              f"[dim](manifest.json, summary.md, model.onnx, targets/)[/]", soft_wrap=True)
+    return manifest.exit_code

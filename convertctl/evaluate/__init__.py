@@ -1,0 +1,1 @@
+"""Output comparison metrics and accuracy gates."""

@@ -1,0 +1,60 @@
+"""Run a framework export in a child process.
+
+Why a child: torch, paddle and tensorflow are heavy, can crash natively (and TF + Paddle in one
+process segfault), and must never be imported by the CLI process. The child gets a JSON request,
+writes `result.json` or `error.json`; its stdout/stderr go to a log file kept with the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from convertctl.errors import ConvertctlError, SourceModelError, UsageError
+
+_ERROR_KINDS = {"usage": UsageError, "source": SourceModelError}
+
+
+def _tail(log: Path, lines: int = 12) -> str:
+    try:
+        text = log.read_text(errors="replace").rstrip().splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: str | None = None) -> dict:
+    """Run `python -m worker request.json` in `workdir`; return its result or raise its error."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    req = workdir / f"{log_name}.request.json"
+    req.write_text(json.dumps(request, indent=2, default=str))
+    result_path, error_path, log = (workdir / f"{log_name}.result.json", workdir / f"{log_name}.error.json",
+                                    workdir / f"{log_name}.log")
+    for p in (result_path, error_path):
+        p.unlink(missing_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(log, "wb") as out:
+        proc = subprocess.run([python or sys.executable, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
+                              env=env, cwd=workdir)
+    if error_path.exists():
+        err = json.loads(error_path.read_text())
+        cls = _ERROR_KINDS.get(err.get("kind"), ConvertctlError)
+        raise cls(err["message"], hint=err.get("hint") or f"full log: {log}")
+    if proc.returncode != 0 or not result_path.exists():
+        if proc.returncode < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-proc.returncode).name}"
+            except ValueError:
+                how = f"was killed by signal {-proc.returncode}"
+        else:
+            how = f"exited with code {proc.returncode}"
+        tail = _tail(log)
+        raise ConvertctlError(
+            f"the {log_name} process {how} without a result" + (f"; last output:\n{tail}" if tail else ""),
+            hint=f"full log: {log}",
+        )
+    return json.loads(result_path.read_text())

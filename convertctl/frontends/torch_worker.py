@@ -1,0 +1,178 @@
+"""Inside the child process: build the PyTorch model, run it for reference outputs, export to ONNX.
+
+Request keys: source {kind, path, factory, factory_args}, inputs [{name, shape, dtype}],
+dims {name: {min, max}}, opset, exporter (auto|dynamo|legacy), output_names, samples, onnx, reference.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from convertctl.frontends.worker import ChildError, first_line, main
+
+TWO_GB = 2**31
+
+
+def _load_callable(spec: str):
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise ChildError("source", f"factory file not found: {path}")
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.path.insert(0, str(path.parent))
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ChildError("source", f"importing {path} failed: {first_line(exc)}") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ChildError("source", f"cannot import module {target!r} for the factory: {first_line(exc)}") from exc
+    fn = getattr(module, attr, None)
+    if fn is None or not callable(fn):
+        raise ChildError("source", f"{target} has no callable named {attr!r}")
+    return fn
+
+
+def build_model(source: dict):
+    import torch
+
+    kind = source["kind"]
+    path = Path(source["path"]) if source.get("path") else None
+    if path is not None and not path.is_file():
+        raise ChildError("source", f"model file not found: {path}")
+    if kind == "torchscript":
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ChildError("source", f"{path} is not a loadable TorchScript file: {first_line(exc)}",
+                             hint="a state dict needs source.factory too") from exc
+    factory = _load_callable(source["factory"])
+    try:
+        model = factory(**source.get("factory_args", {}))
+    except Exception as exc:
+        raise ChildError("source", f"the factory {source['factory']} raised {first_line(exc)}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise ChildError("source", f"the factory {source['factory']} returned {type(model).__name__}, not a torch.nn.Module")
+    if kind == "state_dict":
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+                state = state["state_dict"]
+            model.load_state_dict(state)
+        except Exception as exc:
+            raise ChildError("source", f"loading the state dict {path} failed: {first_line(exc)}") from exc
+    return model
+
+
+def flatten(out) -> list:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for v in out.values() for t in flatten(v)]
+    if isinstance(out, (list, tuple)):
+        return [t for v in out for t in flatten(v)]
+    raise ChildError("source", f"the model returned {type(out).__name__}; only tensors, tuples, lists and dicts export")
+
+
+def _export_dynamo(model, args, request, onnx_path: Path, external: bool):
+    import torch
+
+    dyn = []
+    for spec in request["inputs"]:
+        axes = {}
+        for axis, d in enumerate(spec["shape"]):
+            if isinstance(d, str):
+                r = request["dims"].get(d, {})
+                # min is left to torch.export (it specialises 0/1); the max bounds the dim.
+                axes[axis] = torch.export.Dim(d, max=r.get("max")) if r.get("max", 1) > 1 else torch.export.Dim(d)
+        dyn.append(axes or None)
+    torch.onnx.export(
+        model, tuple(args), str(onnx_path), dynamo=True, opset_version=request["opset"],
+        input_names=[s["name"] for s in request["inputs"]], output_names=request.get("output_names") or None,
+        dynamic_shapes=tuple(dyn) if any(dyn) else None, external_data=external, verbose=False,
+    )
+
+
+def _export_legacy(model, args, request, onnx_path: Path, external: bool):
+    import torch
+
+    dynamic_axes = {}
+    for spec in request["inputs"]:
+        axes = {axis: d for axis, d in enumerate(spec["shape"]) if isinstance(d, str)}
+        if axes:
+            dynamic_axes[spec["name"]] = axes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, tuple(args), str(onnx_path), dynamo=False, opset_version=request["opset"],
+            input_names=[s["name"] for s in request["inputs"]], output_names=request.get("output_names") or None,
+            dynamic_axes=dynamic_axes or None, do_constant_folding=True,
+        )
+
+
+def work(request: dict) -> dict:
+    import torch
+
+    torch.manual_seed(0)
+    model = build_model(request["source"])
+    model.eval()
+    with np.load(request["samples"]) as data:
+        args = [torch.from_numpy(np.ascontiguousarray(data[s["name"]])) for s in request["inputs"]]
+    shapes = ", ".join(f"{s['name']}: {list(a.shape)} {a.dtype}" for s, a in zip(request["inputs"], args))
+    try:
+        with torch.inference_mode():
+            outputs = flatten(model(*args))
+    except ChildError:
+        raise
+    except Exception as exc:
+        raise ChildError("source", f"the model rejected the declared inputs ({shapes}): {first_line(exc)}",
+                         hint="check inputs[].shape and dtype in the recipe against the model's forward()") from exc
+    np.savez(request["reference"], *[o.detach().numpy() for o in outputs])
+
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
+        b.numel() * b.element_size() for b in model.buffers())
+    external = param_bytes >= TWO_GB * 0.9  # protobuf's 2 GB limit; leave room for the graph itself
+    onnx_path = Path(request["onnx"])
+    order = {"auto": ["dynamo", "legacy"], "dynamo": ["dynamo"], "legacy": ["legacy"]}[request["exporter"]]
+    attempts, used = [], None
+    for name in order:
+        t0 = time.perf_counter()
+        try:
+            exporter = _export_dynamo if name == "dynamo" else _export_legacy
+            exporter(model, args, request, onnx_path, external)
+            attempts.append({"exporter": name, "ok": True, "seconds": round(time.perf_counter() - t0, 3)})
+            used = name
+            break
+        except Exception as exc:
+            attempts.append({"exporter": name, "ok": False, "seconds": round(time.perf_counter() - t0, 3),
+                             "reason": first_line(exc)})
+            print(f"[convertctl] exporter {name} failed: {first_line(exc)}", file=sys.stderr)
+            onnx_path.unlink(missing_ok=True)
+    if used is None:
+        reasons = "; ".join(f"{a['exporter']}: {a['reason']}" for a in attempts)
+        raise ChildError("source", f"torch.onnx.export failed ({reasons})", hint="run with -v and see the export log")
+    return {
+        "exporter": used,
+        "attempts": attempts,
+        "torch": torch.__version__,
+        "parameters_bytes": int(param_bytes),
+        "external_data": external,
+        "output_count": len(outputs),
+    }
+
+
+if __name__ == "__main__":
+    main(work)

@@ -1,0 +1,37 @@
+"""Helpers for code running inside a child process: report a result or a classified error."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+
+class ChildError(Exception):
+    """An expected failure inside the child: becomes one clear line in the parent."""
+
+    def __init__(self, kind: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.kind, self.message, self.hint = kind, message, hint
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def main(work) -> None:
+    """Call `work(request)`, write `<name>.result.json` or `<name>.error.json` beside the request."""
+    req_path = Path(sys.argv[1])
+    stem = req_path.name.removesuffix(".request.json")
+    request = json.loads(req_path.read_text())
+    try:
+        result = work(request)
+    except ChildError as err:
+        out = {"kind": err.kind, "message": err.message, "hint": err.hint}
+        (req_path.parent / f"{stem}.error.json").write_text(json.dumps(out, indent=2))
+        traceback.print_exc()
+        sys.exit(3)
+    (req_path.parent / f"{stem}.result.json").write_text(json.dumps(result, indent=2, default=str))

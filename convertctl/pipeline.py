@@ -1,0 +1,321 @@
+"""The one place that orders the stages: export -> check -> optimize -> build (+ verify) -> manifest.
+
+Every stage is a plain step over the model in flight; its files land in the staging folder and
+its record (inputs, outputs, hashes, time, findings, verification) in the manifest, which is
+written last. Reports are rendered from the manifest alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+from convertctl import __version__
+from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_INTERNAL, EXIT_OK, ConvertctlError
+from convertctl.report.manifest import (
+    ArtifactRecord,
+    Manifest,
+    RecipeRecord,
+    SamplesRecord,
+    StageRecord,
+    file_record,
+)
+
+
+class Reporter:
+    """Receives progress; the CLI renders it. The base class is silent (API use, tests)."""
+
+    def start(self, stage: str, detail: str = "") -> None: ...
+
+    def finish(self, record: StageRecord | ArtifactRecord) -> None: ...
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _effective_inputs(recipe, onnx_source_io):
+    """A recipe may omit inputs for an ONNX source: they are read from the model."""
+    from convertctl.recipe import DimRange, InputSpec
+
+    if recipe.inputs or onnx_source_io is None:
+        return recipe.inputs
+    specs = []
+    for t in onnx_source_io.inputs:
+        shape = [d if not (isinstance(d, str) and d == "?") else f"{t.name}_dim{i}".replace(".", "_")
+                 for i, d in enumerate(t.shape)]
+        shape = [d if isinstance(d, int) or d.isidentifier() else f"dim{i}" for i, d in enumerate(shape)]
+        dtype = t.dtype if t.dtype in ("float32", "float16", "float64", "int64", "int32", "uint8", "bool") else "float32"
+        specs.append(InputSpec(name=t.name, shape=shape or [1], dtype=dtype))
+        for d in shape:
+            if isinstance(d, str):
+                recipe.dims.setdefault(d, DimRange())
+    return specs
+
+
+class Run:
+    def __init__(self, recipe, recipe_sha: str, recipe_path: Path | None, output: Path | None, reporter=None):
+        from convertctl.report.outdir import OutputFolder
+
+        self.recipe = recipe
+        self.recipe_sha = recipe_sha
+        self.recipe_path = recipe_path
+        self.reporter = reporter or Reporter()
+        final = output or recipe.output or Path("out") / recipe.name
+        self.out = OutputFolder(final)
+        self.stages: list[StageRecord] = []
+        self.artifacts: list[ArtifactRecord] = []
+        self.messages: list[str] = []
+        self.samples_record: SamplesRecord | None = None
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _files(self, paths) -> list:
+        return [file_record(p, self.dir) for p in paths if Path(p).exists()]
+
+    def _stage(self, record: StageRecord) -> StageRecord:
+        self.stages.append(record)
+        self.reporter.finish(record)
+        return record
+
+    def _tolerance(self, precision: str, override=None):
+        return override or self.recipe.verify.tolerances[precision]
+
+    # -- stages ----------------------------------------------------------------------------------
+    def _samples(self):
+        from convertctl.data.samples import build_samples
+        from convertctl.model import describe
+
+        source_io = describe(self.recipe.source.path) if self.recipe.source.framework == "onnx" else None
+        self.inputs = _effective_inputs(self.recipe, source_io)
+        samples = build_samples(self.inputs, self.recipe.dims, self.recipe.samples)
+        self.samples_path = self.dir / "samples.npz"
+        samples.save(self.samples_path)
+        self.feeds = samples.feeds
+        self.samples_record = SamplesRecord(
+            description=samples.description, sha256=samples.sha256,
+            shapes={k: list(v.shape) for k, v in samples.feeds.items()}, notes=samples.notes,
+        )
+        self.messages.extend(samples.notes)
+
+    def _export(self):
+        from convertctl.evaluate.compare import compare
+        from convertctl.frontends import onnx as onnx_frontend
+        from convertctl.frontends import pytorch as torch_frontend
+        from convertctl.model import companion_files, describe
+        from convertctl.targets.onnxruntime import run_session, session
+
+        self.reporter.start("export", f"{self.recipe.source.framework} -> ONNX")
+        t0 = time.perf_counter()
+        frontend = onnx_frontend if self.recipe.source.framework == "onnx" else torch_frontend
+        work = self.dir / "export"
+        work.mkdir()
+        result = frontend.export(self.recipe, self.samples_path, work)
+        self.onnx = result.onnx
+        self.reference = result.reference
+        self.reference_name = result.reference_name
+        self.output_names = [o.name for o in describe(self.onnx).outputs]
+        verification, status = [], "ok"
+        if result.verify_export:
+            actual = run_session(session(self.onnx), self.feeds)
+            cmp = compare(result.reference_name, self.output_names, result.reference, actual,
+                          self._tolerance("fp32"))
+            verification.append(cmp)
+            if cmp.passed is False:
+                status = "failed"
+        record = StageRecord(
+            name="export", status=status, seconds=round(time.perf_counter() - t0, 3),
+            inputs=[], outputs=self._files(companion_files(self.onnx) + result.logs),
+            findings=result.findings, details=result.details, verification=verification,
+        )
+        self._stage(record)
+        if status == "failed":
+            raise _GateFailed("the exported ONNX does not match the source model: " + "; ".join(verification[0].failures))
+
+    def _check(self):
+        from convertctl.checks.structure import check_structure
+
+        self.reporter.start("check", "ONNX checker, shape inference, operators")
+        t0 = time.perf_counter()
+        findings, details = check_structure(self.onnx)
+        self._stage(StageRecord(name="check", status="ok", seconds=round(time.perf_counter() - t0, 3),
+                                inputs=self._files([self.onnx]), findings=findings, details=details))
+
+    def _optimize(self):
+        from convertctl.evaluate.compare import compare
+        from convertctl.passes.simplify import simplify
+        from convertctl.targets.onnxruntime import run_session, session
+
+        tool = self.recipe.optimize.simplifier
+        if tool == "none":
+            self._stage(StageRecord(name="optimize", status="skipped", seconds=0.0,
+                                    findings=["optimize.simplifier is 'none'"]))
+            return
+        self.reporter.start("optimize", tool)
+        t0 = time.perf_counter()
+        src = self.onnx
+        dst = self.dir / "optimize" / "model.onnx"
+        dst.parent.mkdir()
+        before = run_session(session(src), self.feeds)
+        try:
+            details = simplify(src, dst, tool)
+        except ConvertctlError:
+            raise
+        except Exception as exc:  # a pass that fails is rolled back, never fatal: the input model still stands
+            self._stage(StageRecord(
+                name="optimize", status="rolled_back", seconds=round(time.perf_counter() - t0, 3),
+                inputs=self._files([src]), findings=[f"{tool} failed and was rolled back: {type(exc).__name__}: {exc}"[:500]],
+                details={"tool": tool}))
+            return
+        after = run_session(session(dst), self.feeds)
+        cmp = compare("onnx before optimize", self.output_names, before, after, self._tolerance("fp32"))
+        findings = [f"{tool}: {details['nodes_before']} -> {details['nodes_after']} nodes"]
+        status = "ok"
+        if cmp.passed is False:
+            status = "rolled_back"
+            findings.append("rolled back: outputs changed beyond tolerance (" + "; ".join(cmp.failures) + ")")
+            shutil.move(dst, dst.with_name("model.rejected.onnx"))
+        else:
+            self.onnx = dst
+        self._stage(StageRecord(
+            name="optimize", status=status, seconds=round(time.perf_counter() - t0, 3), inputs=self._files([src]),
+            outputs=self._files(dst.parent.iterdir()), findings=findings, details=details, verification=[cmp]))
+
+    def _build_target(self, spec):
+        from convertctl.evaluate.compare import compare
+        from convertctl.targets import registry
+        from convertctl.targets.onnxruntime import run_session, session
+
+        target = registry.get(spec.runtime)
+        record = ArtifactRecord(id=spec.id, runtime=spec.runtime, precision=spec.precision, status="ok")
+        if not target.installed():
+            record.status = "skipped"
+            record.reason = f"skipped: {target.name} not installed (pip install 'convertctl[{target.extra}]')"
+            self.artifacts.append(record)
+            self.reporter.finish(record)
+            return
+        self.reporter.start(f"build {spec.id}", target.summary)
+        t0 = time.perf_counter()
+        folder = self.dir / "targets" / spec.id
+        try:
+            built = target.build(self.onnx, spec, folder)
+            record.settings = built.settings
+            record.files = self._files(folder / f for f in built.files)
+            runner = target.open(folder, spec, built.settings)  # load back from disk: verify what ships
+            record.effective = runner.effective
+            actual = runner.run(self.feeds)
+            gate = compare(self.reference_name, self.output_names, self.reference, actual,
+                           self._tolerance(spec.precision, spec.tolerance))
+            onnx_ref = run_session(session(self.onnx), self.feeds)
+            record.verification = [gate, compare("onnx (optimized)", self.output_names, onnx_ref, actual)]
+            if gate.passed is False:
+                record.status = "failed"
+                record.reason = "accuracy gate failed: " + "; ".join(gate.failures)
+        except ConvertctlError as exc:
+            record.status, record.reason = "error", exc.message
+        except Exception as exc:  # one target's failure must not hide the others' results
+            record.status, record.reason = "error", f"{type(exc).__name__}: {exc}".strip()[:500]
+            self.messages.append(f"{spec.id}: " + traceback.format_exc(limit=3).strip().splitlines()[-1])
+        record.seconds = round(time.perf_counter() - t0, 3)
+        self.artifacts.append(record)
+        self.reporter.finish(record)
+
+    # -- the run ---------------------------------------------------------------------------------
+    def _preflight(self):
+        """Cheap checks of every path the run needs, before anything is written."""
+        from convertctl.errors import SourceModelError, UsageError
+
+        src = self.recipe.source
+        if src.path is not None and not src.path.is_file():
+            raise SourceModelError(f"model file not found: {src.path}")
+        if src.factory:
+            target = src.factory.rpartition(":")[0]
+            if target.endswith(".py") and not Path(target).is_file():
+                raise SourceModelError(f"factory file not found: {target}")
+        images = self.recipe.samples.images
+        if images is not None and not images.is_dir():
+            raise UsageError(f"image folder not found: {images}", hint="run `make data`, or fix samples.images")
+
+    def execute(self) -> Manifest:
+        started, t0 = _now(), time.perf_counter()
+        self._preflight()
+        self.dir = self.out.open()
+        try:
+            self._samples()
+            self._export()
+            if "check" in self.recipe.stages:
+                self._check()
+            if "optimize" in self.recipe.stages:
+                self._optimize()
+            self._write_onnx_result()
+            if "build" in self.recipe.stages:
+                for spec in self.recipe.targets:
+                    self._build_target(spec)
+        except _GateFailed as gate:
+            self.messages.append(str(gate))
+            return self._finish(started, t0, gate_failed=True)
+        except BaseException as exc:
+            summary = exc.message if isinstance(exc, ConvertctlError) else f"{type(exc).__name__}: {exc}"
+            where = self.out.abandon(summary + "\n\n" + traceback.format_exc())
+            if isinstance(exc, ConvertctlError) and where is not None:
+                exc.hint = (exc.hint + "; " if exc.hint else "") + f"partial output kept in {where}"
+            raise
+        return self._finish(started, t0)
+
+    def _write_onnx_result(self):
+        """The final ONNX (after optimize) as `model.onnx` at the top of the output folder."""
+        from convertctl.model import companion_files
+
+        for f in companion_files(self.onnx):
+            shutil.copyfile(f, self.dir / f.name)
+        self.final_onnx = self.dir / "model.onnx"
+
+    def _finish(self, started: str, t0: float, gate_failed: bool = False) -> Manifest:
+        from convertctl.recipe import format_recipe_content
+        from convertctl.report.environment import environment
+        from convertctl.report.markdown import render_markdown
+
+        statuses = [a.status for a in self.artifacts]
+        if gate_failed or "failed" in statuses:
+            status, code = "failed", EXIT_ACCURACY_GATE
+        elif "error" in statuses:
+            status, code = "error", EXIT_INTERNAL
+        elif "skipped" in statuses:
+            status, code = "partial", EXIT_OK
+        else:
+            status, code = "ok", EXIT_OK
+        manifest = Manifest(
+            tool={"name": "convertctl", "version": __version__},
+            status=status,
+            exit_code=code,
+            started_at=started,
+            finished_at=_now(),
+            seconds=round(time.perf_counter() - t0, 3),
+            recipe=RecipeRecord(name=self.recipe.name, path=str(self.recipe_path) if self.recipe_path else None,
+                                sha256=self.recipe_sha, content=format_recipe_content(self.recipe)),
+            environment=environment(),
+            samples=self.samples_record,
+            stages=self.stages,
+            artifacts=self.artifacts,
+            messages=self.messages,
+        )
+        (self.dir / "summary.md").write_text(render_markdown(manifest))
+        # The manifest is written last: its presence marks a finished folder.
+        (self.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
+        self.out.commit()
+        return manifest
+
+
+class _GateFailed(Exception):
+    """A verification failed in a stage whose output everything after depends on: stop, but keep the record."""
+
+
+def run(recipe, recipe_sha: str, recipe_path: Path | None = None, output: Path | None = None, reporter=None) -> Manifest:
+    return Run(recipe, recipe_sha, recipe_path, output, reporter).execute()
+
+
+def load_manifest(path: Path) -> Manifest:
+    return Manifest.model_validate(json.loads(Path(path).read_text()))

@@ -1,0 +1,267 @@
+"""The recipe: a typed, strict description of one conversion job, loaded from YAML.
+
+Unknown keys are rejected and every error names its key path (`targets[1].precision: ...`).
+Relative paths inside a recipe are resolved against the recipe file's folder, so
+`convertctl run recipes/x.yaml` behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from convertctl.errors import RecipeError
+from convertctl.schema import Strict, Tolerance
+from convertctl.targets import registry
+
+RECIPE_VERSION = 1
+STAGES = ("export", "check", "optimize", "build")
+
+
+class InputSpec(Strict):
+    """One model input. Symbolic dims (strings such as `batch`) become dynamic ONNX dims."""
+
+    name: str
+    shape: list[int | str] = Field(min_length=1)
+    dtype: Literal["float32", "float16", "float64", "int64", "int32", "uint8", "bool"] = "float32"
+    range: tuple[float, float] = (0.0, 1.0)  # value range of random samples when no data is given
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, shape):
+        for d in shape:
+            if isinstance(d, int) and d <= 0:
+                raise ValueError(f"dimension {d} must be a positive integer or a symbolic name")
+            if isinstance(d, str) and not d.isidentifier():
+                raise ValueError(f"symbolic dimension {d!r} must be an identifier such as 'batch'")
+        return shape
+
+    @property
+    def dynamic_dims(self) -> list[str]:
+        return [d for d in self.shape if isinstance(d, str)]
+
+
+class DimRange(Strict):
+    """Range of a symbolic dim: used for sample shapes and TensorRT optimisation profiles."""
+
+    min: int = Field(1, ge=1)
+    opt: int | None = None
+    max: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self):
+        opt = self.opt if self.opt is not None else self.min
+        if not self.min <= opt <= self.max:
+            raise ValueError(f"need min <= opt <= max, got {self.min}, {opt}, {self.max}")
+        return self
+
+
+class ImagePreprocess(Strict):
+    """value = (pixel * scale - mean) / std, pixel in 0..255, after resize (short side) and centre crop."""
+
+    resize: int = Field(256, ge=1)
+    crop: int = Field(224, ge=1)
+    color: Literal["RGB", "BGR"] = "RGB"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    scale: float = 1.0
+    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0], min_length=1, max_length=3)
+    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if self.crop > self.resize:
+            raise ValueError(f"crop ({self.crop}) cannot be larger than resize ({self.resize})")
+        if any(s == 0 for s in self.std):
+            raise ValueError("std values must be non-zero")
+        return self
+
+
+class Samples(Strict):
+    """Data every artifact is verified on: real images from a folder, or seeded random tensors."""
+
+    images: Path | None = None
+    input: str | None = None  # which input receives the images (default: the first)
+    count: int = Field(8, ge=1, le=10000)
+    seed: int = 0
+    preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess)
+
+
+class Source(Strict):
+    """Where the model comes from.
+
+    pytorch: `factory` ("pkg.module:callable" or "path/to/file.py:callable") builds an nn.Module;
+    with `path` as well, `path` is a state dict loaded into it; `path` alone is a TorchScript file.
+    onnx: `path` is an ONNX file.
+    """
+
+    framework: Literal["pytorch", "onnx"]
+    path: Path | None = None
+    factory: str | None = None
+    factory_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("factory")
+    @classmethod
+    def _factory(cls, value):
+        if value is not None and (":" not in value or value.endswith(":") or value.startswith(":")):
+            raise ValueError("factory must look like 'package.module:callable' or 'path/to/file.py:callable'")
+        return value
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.framework == "onnx" and self.path is None:
+            raise ValueError("an onnx source needs 'path'")
+        if self.framework == "onnx" and self.factory:
+            raise ValueError("an onnx source takes 'path' only, not 'factory'")
+        if self.framework == "pytorch" and self.path is None and self.factory is None:
+            raise ValueError("a pytorch source needs 'factory', 'path' (TorchScript), or both (state dict)")
+        return self
+
+    @property
+    def kind(self) -> str:
+        if self.framework == "onnx":
+            return "onnx"
+        if self.factory and self.path:
+            return "state_dict"
+        return "factory" if self.factory else "torchscript"
+
+
+class ExportOptions(Strict):
+    opset: int = Field(18, ge=7, le=25)
+    # auto: dynamo exporter first, the legacy TorchScript exporter if it fails (the reason is recorded)
+    exporter: Literal["auto", "dynamo", "legacy"] = "auto"
+    output_names: list[str] | None = None  # names for the ONNX outputs (default: the exporter's)
+
+
+class OptimizeOptions(Strict):
+    simplifier: Literal["onnxslim", "onnxsim", "none"] = "onnxslim"
+
+
+def _default_tolerances() -> dict[str, Tolerance]:
+    return {
+        "fp32": Tolerance(min_cosine=0.9999, max_abs=1e-2, min_top1_agreement=1.0),
+        "fp16": Tolerance(min_cosine=0.999, min_top1_agreement=0.9),
+    }
+
+
+class Verify(Strict):
+    tolerances: dict[Literal["fp32", "fp16"], Tolerance] = Field(default_factory=_default_tolerances)
+
+    @field_validator("tolerances")
+    @classmethod
+    def _fill(cls, value):
+        return {**_default_tolerances(), **value}
+
+
+# One typed options model per target, each defined in its own target file (targets/*.py).
+TargetSpec = Annotated[
+    Union[tuple(t.options_model for t in registry.all_targets())],  # noqa: UP007
+    Field(discriminator="runtime"),
+]
+
+
+class Recipe(Strict):
+    version: Literal[1] = RECIPE_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    source: Source
+    inputs: list[InputSpec] = Field(default_factory=list)
+    dims: dict[str, DimRange] = Field(default_factory=dict)
+    samples: Samples = Field(default_factory=Samples)
+    export: ExportOptions = Field(default_factory=ExportOptions)
+    optimize: OptimizeOptions = Field(default_factory=OptimizeOptions)
+    targets: list[TargetSpec] = Field(default_factory=list)
+    stages: list[Literal["export", "check", "optimize", "build"]] = Field(default_factory=lambda: list(STAGES))
+    verify: Verify = Field(default_factory=Verify)
+    output: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.source.framework == "pytorch" and not self.inputs:
+            raise ValueError("a pytorch source needs 'inputs' (name and shape of every model input)")
+        names = [i.name for i in self.inputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"input names must be unique, got {names}")
+        for i in self.inputs:
+            for d in i.dynamic_dims:
+                self.dims.setdefault(d, DimRange())
+        if self.samples.input and names and self.samples.input not in names:
+            raise ValueError(f"samples.input {self.samples.input!r} is not one of the inputs {names}")
+        if "build" in self.stages and not self.targets:
+            raise ValueError("stage 'build' needs at least one entry in 'targets'")
+        ids = [t.id for t in self.targets]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"two targets share the id {dupes[0]!r}; give one of them a distinct 'name'")
+        self.stages = [s for s in STAGES if s in self.stages]  # the pipeline's order, whatever the file says
+        return self
+
+    def resolve_paths(self, base: Path) -> Recipe:
+        """Make every relative path absolute against `base` (the recipe file's folder)."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else (base / p)).resolve()
+
+        self.source.path = fix(self.source.path)
+        if self.source.factory:
+            target, _, attr = self.source.factory.rpartition(":")
+            if target.endswith(".py") and not Path(target).is_absolute():
+                self.source.factory = f"{(base / target).resolve()}:{attr}"
+        self.samples.images = fix(self.samples.images)
+        self.output = fix(self.output)
+        return self
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem: `targets[1].precision: Input should be 'fp32' or 'fp16'`."""
+    lines = []
+    for e in err.errors():
+        path = ""
+        for part in e["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part in registry.target_names() and e["loc"][0] == "targets":
+                continue  # the discriminator tag pydantic inserts, not a key the user wrote
+            else:
+                path += f".{part}" if path else str(part)
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path or '(top level)'}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_recipe(data: Any, base: Path, origin: str = "recipe") -> Recipe:
+    if not isinstance(data, dict):
+        raise RecipeError(f"{origin}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        raise RecipeError(
+            f"{origin}: {format_validation_error(err)}",
+            hint="see docs/recipe.md, or write a commented template with `convertctl recipe init`",
+        ) from None
+    return recipe.resolve_paths(base)
+
+
+def load_recipe(path: Path) -> tuple[Recipe, str]:
+    """Load and validate a recipe file. Returns the recipe and the sha256 of the file's bytes."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}", hint="check the path, or create one with `convertctl recipe init`")
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}") from None
+    recipe = parse_recipe(data, path.resolve().parent, origin=str(path))
+    return recipe, hashlib.sha256(raw).hexdigest()
+
+
+def format_recipe_content(recipe: Recipe) -> dict:
+    """The validated recipe, defaults filled in, as plain JSON data (recorded in the manifest)."""
+    return recipe.model_dump(mode="json")

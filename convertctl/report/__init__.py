@@ -1,0 +1,1 @@
+"""The manifest (the one record of a run) and its renderings."""

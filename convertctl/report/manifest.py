@@ -1,0 +1,108 @@
+"""The manifest: a versioned record of one run, written last. Every report is rendered from it alone."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from convertctl.schema import Tolerance
+
+SCHEMA_VERSION = "1.0.0"
+
+StageStatus = Literal["ok", "rolled_back", "skipped", "failed", "error"]
+ArtifactStatus = Literal["ok", "failed", "error", "skipped"]
+RunStatus = Literal["ok", "partial", "failed", "error"]
+
+
+class FileRecord(BaseModel):
+    path: str  # relative to the output folder
+    sha256: str
+    bytes: int
+
+
+class OutputMetrics(BaseModel):
+    shape: list[int]
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    max_rel: float | None = None
+    cosine: float | None = None
+    top1_agreement: float | None = None
+    finite: bool = True
+    error: str | None = None
+
+
+class Comparison(BaseModel):
+    against: str  # what the outputs were compared with, e.g. "pytorch" or "onnx (exported)"
+    outputs: dict[str, OutputMetrics] = Field(default_factory=dict)
+    tolerance: Tolerance | None = None
+    passed: bool | None = None  # None: no tolerance applied (informative comparison)
+    failures: list[str] = Field(default_factory=list)
+
+
+class StageRecord(BaseModel):
+    name: str
+    status: StageStatus
+    seconds: float
+    inputs: list[FileRecord] = Field(default_factory=list)
+    outputs: list[FileRecord] = Field(default_factory=list)
+    findings: list[str] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+    verification: list[Comparison] = Field(default_factory=list)
+
+
+class ArtifactRecord(BaseModel):
+    id: str
+    runtime: str
+    precision: str
+    status: ArtifactStatus
+    reason: str | None = None
+    seconds: float = 0.0
+    files: list[FileRecord] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)  # what it was built and is to be run with
+    effective: dict[str, Any] = Field(default_factory=dict)  # what the runtime reported using
+    verification: list[Comparison] = Field(default_factory=list)
+
+
+class SamplesRecord(BaseModel):
+    description: str
+    sha256: str
+    shapes: dict[str, list[int]]
+    notes: list[str] = Field(default_factory=list)
+
+
+class RecipeRecord(BaseModel):
+    name: str
+    path: str | None
+    sha256: str
+    content: dict[str, Any]
+
+
+class Manifest(BaseModel):
+    schema_version: str = SCHEMA_VERSION
+    tool: dict[str, str]
+    status: RunStatus
+    exit_code: int
+    started_at: str
+    finished_at: str
+    seconds: float
+    recipe: RecipeRecord
+    environment: dict[str, Any]
+    samples: SamplesRecord | None = None
+    stages: list[StageRecord] = Field(default_factory=list)
+    artifacts: list[ArtifactRecord] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: Path, root: Path) -> FileRecord:
+    return FileRecord(path=Path(path).relative_to(root).as_posix(), sha256=sha256_file(path), bytes=Path(path).stat().st_size)

@@ -1,0 +1,66 @@
+"""Markdown summary, rendered from the manifest alone (fits a CI job summary page)."""
+
+from __future__ import annotations
+
+from convertctl.report.manifest import Comparison, Manifest
+
+_MARK = {"ok": "✅ ok", "partial": "⚠️ partial", "failed": "❌ failed", "error": "❌ error", "skipped": "⏭️ skipped",
+         "rolled_back": "↩️ rolled back"}
+
+
+def _num(v, fmt=".3g") -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def worst(cmp: Comparison) -> dict:
+    """The worst value of each metric over all outputs of one comparison."""
+    outs = [m for m in cmp.outputs.values() if not m.error]
+    pick = lambda key, fn: fn([getattr(m, key) for m in outs if getattr(m, key) is not None], default=None)  # noqa: E731
+    return {"cosine": pick("cosine", min), "max_abs": pick("max_abs", max), "top1_agreement": pick("top1_agreement", min)}
+
+
+def render_markdown(m: Manifest) -> str:
+    lines = [
+        f"# convertctl: {m.recipe.name} — {_MARK.get(m.status, m.status)}",
+        "",
+        f"convertctl {m.tool['version']} · exit code {m.exit_code} · {m.seconds:.1f} s · {m.finished_at} · "
+        f"recipe sha256 `{m.recipe.sha256[:12]}`",
+        "",
+    ]
+    if m.samples:
+        lines += [f"**Verification data:** {m.samples.description} (sha256 `{m.samples.sha256[:12]}`)", ""]
+    lines += ["## Stages", "", "| stage | status | time (s) | findings |", "|---|---|---:|---|"]
+    for s in m.stages:
+        findings = "<br>".join(f.replace("|", "\\|") for f in s.findings[:4])
+        lines.append(f"| {s.name} | {_MARK.get(s.status, s.status)} | {s.seconds:.2f} | {findings} |")
+    verified = [(s.name, c) for s in m.stages for c in s.verification]
+    if verified:
+        lines += ["", "| stage | compared with | cosine (min) | max abs err | top-1 agreement | passed |",
+                  "|---|---|---:|---:|---:|---|"]
+        for name, c in verified:
+            w = worst(c)
+            lines.append(f"| {name} | {c.against} | {_num(w['cosine'], '.6f')} | {_num(w['max_abs'])} | "
+                         f"{_num(w['top1_agreement'], '.3f')} | {_passed(c)} |")
+    if m.artifacts:
+        lines += ["", "## Artifacts", "",
+                  "| artifact | precision | status | size (MB) | cosine vs reference | max abs err | top-1 agreement | runs with |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for a in m.artifacts:
+            size = sum(f.bytes for f in a.files) / 1e6
+            w = worst(a.verification[0]) if a.verification else {"cosine": None, "max_abs": None, "top1_agreement": None}
+            runs = ", ".join(f"{k}={v}" for k, v in a.effective.items() if k != "providers")
+            lines.append(f"| {a.id} | {a.precision} | {_MARK.get(a.status, a.status)} | {size:.1f} | "
+                         f"{_num(w['cosine'], '.6f')} | {_num(w['max_abs'])} | {_num(w['top1_agreement'], '.3f')} | {runs} |")
+        reasons = [f"- **{a.id}**: {a.reason}" for a in m.artifacts if a.reason]
+        if reasons:
+            lines += [""] + reasons
+    if m.messages:
+        lines += ["", "## Messages", ""] + [f"- {msg}" for msg in m.messages]
+    pkgs = ", ".join(f"{k} {v}" for k, v in m.environment.get("packages", {}).items())
+    lines += ["", f"<sub>{m.environment.get('cpu')} · {m.environment.get('cpu_count')} cores · "
+                  f"Python {m.environment.get('python')} · {pkgs}</sub>", ""]
+    return "\n".join(lines)
+
+
+def _passed(c: Comparison) -> str:
+    return "–" if c.passed is None else ("yes" if c.passed else "**no**: " + "; ".join(c.failures))

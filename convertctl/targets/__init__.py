@@ -1,0 +1,1 @@
+"""Deployment targets. Each file here defines one target and registers itself (see registry.py)."""

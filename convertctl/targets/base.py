@@ -1,0 +1,55 @@
+"""What every target provides: a light description, a build step and a runner."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from convertctl.schema import TargetOptions
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass
+class BuiltArtifact:
+    """The files a build wrote (relative to its folder) and the settings it was built/run with."""
+
+    files: list[Path]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Runner:
+    """Runs an artifact in its runtime. `effective` records what the runtime actually used."""
+
+    run: Callable[[Feeds], list[np.ndarray]]
+    output_names: list[str]
+    effective: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    summary: str
+    module: str  # the import that proves the runtime is installed
+    distribution: str  # the PyPI distribution whose version we record
+    extra: str  # `pip install convertctl[extra]`
+    precisions: tuple[str, ...]
+    options_model: type[TargetOptions]
+    build: Callable[[Path, TargetOptions, Path], BuiltArtifact]
+    open: Callable[[Path, TargetOptions, dict], Runner]
+
+    def installed(self) -> bool:
+        """Without importing the runtime (that can take seconds)."""
+        return importlib.util.find_spec(self.module) is not None
+
+    def version(self) -> str | None:
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None

@@ -1,0 +1,89 @@
+"""ONNX Runtime (CPU): the portable baseline, and the runtime every parity check uses.
+
+The artifact is the ONNX model plus `session.json`, the session options it was verified with,
+so a deployment reproduces exactly what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from convertctl.errors import require
+from convertctl.schema import TargetOptions
+from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
+
+_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+           "all": "ORT_ENABLE_ALL"}
+
+
+class OnnxRuntimeOptions(TargetOptions):
+    runtime: Literal["onnxruntime"]
+    # FP16 and INT8 ONNX come from `convertctl quantize`; a plain build is the FP32 model.
+    precision: Literal["fp32"] = "fp32"
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
+    intra_op_threads: int | None = Field(None, ge=1)
+
+
+def session(model_path: Path, level: str = "all", threads: int | None = None):
+    """An ONNX Runtime CPU session with explicit options (also used by every parity check)."""
+    ort = require("onnxruntime", "onnxruntime")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[level])
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3  # errors only: warnings about unused initializers are noise here
+    return ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess, feeds: Feeds) -> list[np.ndarray]:
+    names = {i.name for i in sess.get_inputs()}
+    return [np.asarray(o) for o in sess.run(None, {k: v for k, v in feeds.items() if k in names})]
+
+
+def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path) -> BuiltArtifact:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = out_dir / "model.onnx"
+    shutil.copyfile(onnx_path, model)
+    files = [Path("model.onnx")]
+    data = onnx_path.with_name(onnx_path.name + ".data")
+    if data.exists():  # external weights travel with the model under the name it references
+        shutil.copyfile(data, out_dir / data.name)
+        files.append(Path(data.name))
+    settings = {
+        "providers": ["CPUExecutionProvider"],
+        "graph_optimization_level": spec.graph_optimization_level,
+        "intra_op_num_threads": spec.intra_op_threads or 0,  # 0 = ONNX Runtime's default (all cores)
+    }
+    (out_dir / "session.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    files.append(Path("session.json"))
+    return BuiltArtifact(files=files, settings=settings)
+
+
+def _open(out_dir: Path, spec: OnnxRuntimeOptions, settings: dict) -> Runner:
+    ort = require("onnxruntime", "onnxruntime")
+    saved = json.loads((out_dir / "session.json").read_text())
+    sess = session(out_dir / "model.onnx", saved["graph_optimization_level"], saved["intra_op_num_threads"] or None)
+    return Runner(
+        run=lambda feeds: run_session(sess, feeds),
+        output_names=[o.name for o in sess.get_outputs()],
+        effective={"onnxruntime": ort.__version__, "providers": sess.get_providers()},
+    )
+
+
+TARGET = Target(
+    name="onnxruntime",
+    summary="ONNX Runtime, CPU execution provider (portable baseline)",
+    module="onnxruntime",
+    distribution="onnxruntime",
+    extra="onnxruntime",
+    precisions=("fp32",),
+    options_model=OnnxRuntimeOptions,
+    build=_build,
+    open=_open,
+)

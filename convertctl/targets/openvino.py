@@ -1,0 +1,92 @@
+"""OpenVINO IR for Intel CPUs.
+
+The inference precision hint is always set explicitly and recorded: on CPUs with AMX/AVX512-BF16
+OpenVINO's default hint is bf16, so an "FP32 IR" would silently run in bf16 (shared/FACTS.md).
+The hint is not stored inside the IR (OpenVINO 2026.4 does not apply `runtime_options` from
+rt_info for this property; measured), so it travels in `runtime.json` beside the IR.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from convertctl.errors import require
+from convertctl.schema import TargetOptions
+from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
+
+
+class OpenVINOOptions(TargetOptions):
+    runtime: Literal["openvino"]
+    # fp16 = FP16-compressed weights (half the .bin); execution precision is `inference_precision`.
+    precision: Literal["fp32", "fp16"] = "fp32"
+    inference_precision: Literal["f32", "bf16", "f16"] = "f32"
+    device: Literal["CPU"] = "CPU"
+    num_threads: int | None = Field(None, ge=1)
+
+
+def _build(onnx_path: Path, spec: OpenVINOOptions, out_dir: Path) -> BuiltArtifact:
+    ov = require("openvino", "openvino")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = ov.convert_model(str(onnx_path))
+    ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=spec.precision == "fp16")
+    settings = {
+        "device": spec.device,
+        "INFERENCE_PRECISION_HINT": spec.inference_precision,
+        "weights": "fp16-compressed" if spec.precision == "fp16" else "fp32",
+    }
+    if spec.num_threads:
+        settings["INFERENCE_NUM_THREADS"] = spec.num_threads
+    (out_dir / "runtime.json").write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n")
+    return BuiltArtifact(files=[Path("model.xml"), Path("model.bin"), Path("runtime.json")], settings=settings)
+
+
+def compile_ir(out_dir: Path):
+    """Compile a built IR with the runtime settings recorded beside it."""
+    ov = require("openvino", "openvino")
+    settings = json.loads((out_dir / "runtime.json").read_text())
+    config = {"INFERENCE_PRECISION_HINT": settings["INFERENCE_PRECISION_HINT"]}
+    if "INFERENCE_NUM_THREADS" in settings:
+        config["INFERENCE_NUM_THREADS"] = settings["INFERENCE_NUM_THREADS"]
+    core = ov.Core()
+    return core.compile_model(core.read_model(str(out_dir / "model.xml")), settings["device"], config)
+
+
+def _open(out_dir: Path, spec: OpenVINOOptions, settings: dict) -> Runner:
+    ov = require("openvino", "openvino")
+    compiled = compile_ir(out_dir)
+    outputs = list(compiled.outputs)
+    request = compiled.create_infer_request()
+    input_names = {p.get_any_name() for p in compiled.inputs}
+
+    def run(feeds: Feeds) -> list[np.ndarray]:
+        result = request.infer({k: v for k, v in feeds.items() if k in input_names})
+        return [np.array(result[o]) for o in outputs]
+
+    return Runner(
+        run=run,
+        output_names=[o.get_any_name() for o in outputs],
+        effective={
+            "openvino": ov.__version__,
+            # Read back from the compiled model: what actually runs, not what was asked for.
+            "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+            "num_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
+        },
+    )
+
+
+TARGET = Target(
+    name="openvino",
+    summary="OpenVINO IR (.xml/.bin) for Intel CPUs",
+    module="openvino",
+    distribution="openvino",
+    extra="openvino",
+    precisions=("fp32", "fp16"),
+    options_model=OpenVINOOptions,
+    build=_build,
+    open=_open,
+)
