@@ -71,7 +71,7 @@ def _open(out_dir: Path, spec: OpenVINOOptions, settings: dict) -> Runner:
         run=run,
         output_names=[o.get_any_name() for o in outputs],
         effective={
-            "openvino": ov.__version__,
+            "openvino": ov.__version__.split("-")[0],
             # Read back from the compiled model: what actually runs, not what was asked for.
             "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
             "num_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
