@@ -117,6 +117,7 @@ class Run:
         self.onnx = result.onnx
         self.reference = result.reference
         self.reference_name = result.reference_name
+        self.messages.extend(result.warnings)
         self.output_names = [o.name for o in describe(self.onnx).outputs]
         verification, status = [], "ok"
         if result.verify_export:
@@ -145,9 +146,10 @@ class Run:
                                 inputs=self._files([self.onnx]), findings=findings, details=details))
 
     def _optimize(self):
-        from convertctl.evaluate.compare import compare
+        from functools import partial
+
+        from convertctl.passes.guard import guarded_pass
         from convertctl.passes.simplify import simplify
-        from convertctl.targets.onnxruntime import run_session, session
 
         tool = self.recipe.optimize.simplifier
         if tool == "none":
@@ -156,33 +158,18 @@ class Run:
             return
         self.reporter.start("optimize", tool)
         t0 = time.perf_counter()
-        src = self.onnx
-        dst = self.dir / "optimize" / "model.onnx"
+        src, dst = self.onnx, self.dir / "optimize" / "model.onnx"
         dst.parent.mkdir()
-        before = run_session(session(src), self.feeds)
-        try:
-            details = simplify(src, dst, tool)
-        except ConvertctlError:
-            raise
-        except Exception as exc:  # a pass that fails is rolled back, never fatal: the input model still stands
-            self._stage(StageRecord(
-                name="optimize", status="rolled_back", seconds=round(time.perf_counter() - t0, 3),
-                inputs=self._files([src]), findings=[f"{tool} failed and was rolled back: {type(exc).__name__}: {exc}"[:500]],
-                details={"tool": tool}))
-            return
-        after = run_session(session(dst), self.feeds)
-        cmp = compare("onnx before optimize", self.output_names, before, after, self._tolerance("fp32"))
-        findings = [f"{tool}: {details['nodes_before']} -> {details['nodes_after']} nodes"]
-        status = "ok"
-        if cmp.passed is False:
-            status = "rolled_back"
-            findings.append("rolled back: outputs changed beyond tolerance (" + "; ".join(cmp.failures) + ")")
-            shutil.move(dst, dst.with_name("model.rejected.onnx"))
-        else:
-            self.onnx = dst
+        result = guarded_pass(tool, partial(simplify, tool=tool), src, dst, self.feeds, self.output_names,
+                              self._tolerance("fp32"))
+        findings = result.findings
+        if result.status == "ok":
+            findings = [f"{tool}: {result.details['nodes_before']} -> {result.details['nodes_after']} nodes"]
+        self.onnx = result.model
         self._stage(StageRecord(
-            name="optimize", status=status, seconds=round(time.perf_counter() - t0, 3), inputs=self._files([src]),
-            outputs=self._files(dst.parent.iterdir()), findings=findings, details=details, verification=[cmp]))
+            name="optimize", status=result.status, seconds=round(time.perf_counter() - t0, 3),
+            inputs=self._files([src]), outputs=self._files(sorted(dst.parent.iterdir())), findings=findings,
+            details=result.details, verification=result.verification))
 
     def _build_target(self, spec):
         from convertctl.evaluate.compare import compare

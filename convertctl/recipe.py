@@ -188,6 +188,8 @@ class Recipe(Strict):
                 self.dims.setdefault(d, DimRange())
         if self.samples.input and names and self.samples.input not in names:
             raise ValueError(f"samples.input {self.samples.input!r} is not one of the inputs {names}")
+        if "stages" not in self.model_fields_set and not self.targets:
+            self.stages = [s for s in self.stages if s != "build"]  # default: build only when targets are given
         if "build" in self.stages and not self.targets:
             raise ValueError("stage 'build' needs at least one entry in 'targets'")
         ids = [t.id for t in self.targets]

@@ -45,7 +45,7 @@ def compare(
             against=against, passed=False if tolerance else None, tolerance=tolerance,
             failures=[f"{len(actual)} outputs, reference has {len(reference)}"],
         )
-    metrics = {name: output_metrics(r, a) for name, r, a in zip(names, reference, actual)}
+    metrics = {name: output_metrics(r, a) for name, r, a in zip(names, reference, actual, strict=False)}
     failures = []
     for name, m in metrics.items():
         if m.error:

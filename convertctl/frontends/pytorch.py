@@ -30,14 +30,14 @@ def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
     result = run_child("convertctl.frontends.torch_worker", request, workdir, "export")
     details = {k: result[k] for k in ("exporter", "attempts", "torch", "parameters_bytes", "external_data")}
     findings = [f"exported with torch.onnx.export ({result['exporter']} exporter), opset {recipe.export.opset}"]
-    failed = [a for a in result["attempts"] if not a["ok"]]
-    for a in failed:
-        findings.append(f"{a['exporter']} exporter failed, fell back: {a['reason']}")
+    warnings = [f"{a['exporter']} exporter failed, fell back to the next: {a['reason']}"
+                for a in result["attempts"] if not a["ok"]]
     return ExportResult(
         onnx=onnx_path,
         reference=load_reference(reference),
         reference_name="pytorch",
         details=details,
-        findings=findings,
+        findings=findings + warnings,
+        warnings=warnings,
         logs=[workdir / "export.log"],
     )

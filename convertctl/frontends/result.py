@@ -15,6 +15,7 @@ class ExportResult:
     reference_name: str  # what produced the reference ("pytorch", "onnxruntime on the source model")
     details: dict = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown to the user even without -v
     logs: list[Path] = field(default_factory=list)
     verify_export: bool = True  # False when the ONNX *is* the source (nothing to compare with)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convertctl.frontends.worker import ChildError, first_line, main
+from convertctl.frontends.worker import ChildError, first_line, main, root_cause
 
 TWO_GB = 2**31
 
@@ -131,7 +131,7 @@ def work(request: dict) -> dict:
     model.eval()
     with np.load(request["samples"]) as data:
         args = [torch.from_numpy(np.ascontiguousarray(data[s["name"]])) for s in request["inputs"]]
-    shapes = ", ".join(f"{s['name']}: {list(a.shape)} {a.dtype}" for s, a in zip(request["inputs"], args))
+    shapes = ", ".join(f"{s['name']}: {list(a.shape)} {a.dtype}" for s, a in zip(request["inputs"], args, strict=False))
     try:
         with torch.inference_mode():
             outputs = flatten(model(*args))
@@ -158,8 +158,8 @@ def work(request: dict) -> dict:
             break
         except Exception as exc:
             attempts.append({"exporter": name, "ok": False, "seconds": round(time.perf_counter() - t0, 3),
-                             "reason": first_line(exc)})
-            print(f"[convertctl] exporter {name} failed: {first_line(exc)}", file=sys.stderr)
+                             "reason": root_cause(exc)[:600]})
+            print(f"[convertctl] exporter {name} failed: {root_cause(exc)}", file=sys.stderr)
             onnx_path.unlink(missing_ok=True)
     if used is None:
         reasons = "; ".join(f"{a['exporter']}: {a['reason']}" for a in attempts)

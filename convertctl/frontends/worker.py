@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -16,10 +17,21 @@ class ChildError(Exception):
         self.kind, self.message, self.hint = kind, message, hint
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _ANSI.sub("", str(exc)).strip()
     line = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
+
+
+def root_cause(exc: BaseException) -> str:
+    """The outer error plus its innermost cause: exporters wrap the real reason several layers deep."""
+    inner = exc
+    while (inner.__cause__ or inner.__context__) is not None:
+        inner = inner.__cause__ or inner.__context__
+    return first_line(exc) if inner is exc else f"{type(exc).__name__} caused by {first_line(inner)}"
 
 
 def main(work) -> None:

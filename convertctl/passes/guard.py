@@ -1,0 +1,45 @@
+"""Run one graph pass under a parity guard: a pass that fails, or changes outputs beyond
+tolerance, is rolled back (its output kept aside as `*.rejected.onnx`) and reported, never shipped."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convertctl.errors import ConvertctlError
+from convertctl.evaluate.compare import compare
+from convertctl.report.manifest import Comparison
+
+
+@dataclass
+class GuardedResult:
+    status: str  # "ok" or "rolled_back"
+    model: Path  # the model to continue with: the pass's output, or its input when rolled back
+    details: dict = field(default_factory=dict)
+    findings: list[str] = field(default_factory=list)
+    verification: list[Comparison] = field(default_factory=list)
+
+
+def guarded_pass(name: str, transform: Callable[[Path, Path], dict], src: Path, dst: Path, feeds, output_names,
+                 tolerance) -> GuardedResult:
+    from convertctl.targets.onnxruntime import run_session, session
+
+    before = run_session(session(src), feeds)
+    try:
+        details = transform(src, dst)
+    except ConvertctlError:
+        raise
+    except Exception as exc:  # the input model still stands: a failing pass is not fatal
+        return GuardedResult("rolled_back", src, {"pass": name},
+                             [f"{name} failed and was rolled back: {type(exc).__name__}: {exc}"[:500]])
+    after = run_session(session(dst), feeds)
+    cmp = compare(f"onnx before {name}", output_names, before, after, tolerance)
+    if cmp.passed is False:
+        rejected = dst.with_name(dst.stem + ".rejected.onnx")
+        shutil.move(dst, rejected)
+        return GuardedResult("rolled_back", src, details,
+                             [f"{name} rolled back: outputs changed beyond tolerance (" + "; ".join(cmp.failures) + ")"],
+                             [cmp])
+    return GuardedResult("ok", dst, details, [], [cmp])

@@ -1,0 +1,81 @@
+"""The demo recipe on the real ImageNet-trained EfficientNet-Lite0 and real photographs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from convertctl.data.images import preprocess
+from convertctl.recipe import load_recipe
+
+from .conftest import IMAGES, REPO, load_manifest, run_cli
+
+pytestmark = pytest.mark.slow
+RECIPE = REPO / "recipes" / "efficientnet_lite0.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "efficientnet_lite0"
+    res = run_cli("run", RECIPE, "-o", out)
+    return out, res
+
+
+def test_demo_succeeds(demo):
+    out, res = demo
+    assert res.code == 0, res.stderr
+    m = load_manifest(out)
+    assert m["status"] == "ok"
+    assert m["samples"]["shapes"] == {"input": [16, 3, 224, 224]}
+    assert "16 real images" in m["samples"]["description"]
+    assert "ok in" in res.stderr and str(out) in res.stderr  # says where everything went
+
+
+def test_export_matches_pytorch_on_real_images(demo):
+    out, _ = demo
+    export = load_manifest(out)["stages"][0]
+    logits = export["verification"][0]["outputs"]["logits"]
+    assert logits["shape"] == [16, 1000]
+    assert logits["cosine"] > 0.99999 and logits["max_abs"] < 1e-3 and logits["top1_agreement"] == 1.0
+
+
+def test_every_artifact_verified(demo):
+    out, _ = demo
+    arts = {a["id"]: a for a in load_manifest(out)["artifacts"]}
+    assert set(arts) == {"openvino_fp32", "openvino_fp16", "onnxruntime_fp32"}
+    for art in arts.values():
+        assert art["status"] == "ok"
+        logits = art["verification"][0]["outputs"]["logits"]
+        assert art["verification"][0]["against"] == "pytorch"
+        assert logits["top1_agreement"] >= (1.0 if art["precision"] == "fp32" else 0.93)
+        assert logits["cosine"] > (0.99999 if art["precision"] == "fp32" else 0.9995)
+    assert arts["openvino_fp32"]["effective"]["inference_precision"] == "f32"
+    fp16_bin = (out / "targets" / "openvino_fp16" / "model.bin").stat().st_size
+    fp32_bin = (out / "targets" / "openvino_fp32" / "model.bin").stat().st_size
+    assert 0.45 < fp16_bin / fp32_bin < 0.55
+
+
+def test_exported_model_recognises_real_photographs(demo):
+    out, _ = demo
+    pre = load_recipe(RECIPE)[0].samples.preprocess
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    # ImageNet-1k ids: 967 espresso; 281-285 domestic cats; 657 missile, 812 space shuttle
+    expected = {"coffee_00.png": {967}, "chelsea_00.png": {281, 282, 283, 284, 285}, "rocket_00.png": {657, 744, 812}}
+    for name, classes in expected.items():
+        x = preprocess(IMAGES / name, pre)[None]
+        (logits,) = sess.run(None, {"input": x})
+        top5 = set(np.argsort(logits[0])[-5:].tolist())
+        assert top5 & classes, (name, sorted(top5))
+
+
+def test_manifest_records_versions_and_recipe(demo):
+    out, _ = demo
+    m = load_manifest(out)
+    pk = m["environment"]["packages"]
+    assert pk["torch"].startswith("2.13.0") and "openvino" in pk and "onnxruntime" in pk
+    assert m["recipe"]["content"]["name"] == "efficientnet_lite0" and len(m["recipe"]["sha256"]) == 64
+    assert m["stages"][0]["details"]["exporter"] == "dynamo"
+    json.dumps(m)  # plain JSON throughout
