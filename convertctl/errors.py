@@ -41,8 +41,12 @@ class MissingDependencyError(UsageError):
     def __init__(self, module: str, extra: str):
         super().__init__(
             f"the Python package '{module}' is not installed",
-            hint=f"install it with: pip install 'convertctl[{extra}]'",
+            hint=f"install it with: {install_hint(extra)}",
         )
+
+
+def install_hint(extra: str) -> str:
+    return f"pip install 'convertctl[{extra}]'"
 
 
 class UnsupportedOperatorError(ConvertctlError):

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from convertctl import __version__
-from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_INTERNAL, EXIT_OK, ConvertctlError
+from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_INTERNAL, EXIT_OK, ConvertctlError, install_hint
 from convertctl.report.manifest import (
     ArtifactRecord,
     Manifest,
@@ -44,16 +44,15 @@ def _effective_inputs(recipe, onnx_source_io):
 
     if recipe.inputs or onnx_source_io is None:
         return recipe.inputs
+    known = {"float32", "float16", "float64", "int64", "int32", "uint8", "bool"}
     specs = []
     for t in onnx_source_io.inputs:
-        shape = [d if not (isinstance(d, str) and d == "?") else f"{t.name}_dim{i}".replace(".", "_")
-                 for i, d in enumerate(t.shape)]
-        shape = [d if isinstance(d, int) or d.isidentifier() else f"dim{i}" for i, d in enumerate(shape)]
-        dtype = t.dtype if t.dtype in ("float32", "float16", "float64", "int64", "int32", "uint8", "bool") else "float32"
-        specs.append(InputSpec(name=t.name, shape=shape or [1], dtype=dtype))
+        # unnamed or non-identifier dynamic dims get a usable name
+        shape = [d if isinstance(d, int) or d.isidentifier() else f"dim{i}" for i, d in enumerate(t.shape)]
         for d in shape:
             if isinstance(d, str):
                 recipe.dims.setdefault(d, DimRange())
+        specs.append(InputSpec(name=t.name, shape=shape or [1], dtype=t.dtype if t.dtype in known else "float32"))
     return specs
 
 
@@ -115,6 +114,7 @@ class Run:
         work.mkdir()
         result = frontend.export(self.recipe, self.samples_path, work)
         self.onnx = result.onnx
+        self.onnx_label = "exported"
         self.reference = result.reference
         self.reference_name = result.reference_name
         self.messages.extend(result.warnings)
@@ -129,12 +129,20 @@ class Run:
                 status = "failed"
         record = StageRecord(
             name="export", status=status, seconds=round(time.perf_counter() - t0, 3),
-            inputs=[], outputs=self._files(companion_files(self.onnx) + result.logs),
+            inputs=self._files(self._source_files()), outputs=self._files(companion_files(self.onnx) + result.logs),
             findings=result.findings, details=result.details, verification=verification,
         )
         self._stage(record)
         if status == "failed":
             raise _GateFailed("the exported ONNX does not match the source model: " + "; ".join(verification[0].failures))
+
+    def _source_files(self) -> list[Path]:
+        """The files the source model is made of, hashed into the export stage's inputs."""
+        src = self.recipe.source
+        files = [src.path] if src.path else []
+        if src.factory and src.factory.rpartition(":")[0].endswith(".py"):
+            files.append(Path(src.factory.rpartition(":")[0]))
+        return files
 
     def _check(self):
         from convertctl.checks.structure import check_structure
@@ -166,6 +174,8 @@ class Run:
         if result.status == "ok":
             findings = [f"{tool}: {result.details['nodes_before']} -> {result.details['nodes_after']} nodes"]
         self.onnx = result.model
+        if result.status == "ok":
+            self.onnx_label = "optimized"
         self._stage(StageRecord(
             name="optimize", status=result.status, seconds=round(time.perf_counter() - t0, 3),
             inputs=self._files([src]), outputs=self._files(sorted(dst.parent.iterdir())), findings=findings,
@@ -180,7 +190,7 @@ class Run:
         record = ArtifactRecord(id=spec.id, runtime=spec.runtime, precision=spec.precision, status="ok")
         if not target.installed():
             record.status = "skipped"
-            record.reason = f"skipped: {target.name} not installed (pip install 'convertctl[{target.extra}]')"
+            record.reason = f"skipped: {target.name} not installed ({install_hint(target.extra)})"
             self.artifacts.append(record)
             self.reporter.finish(record)
             return
@@ -197,7 +207,7 @@ class Run:
             gate = compare(self.reference_name, self.output_names, self.reference, actual,
                            self._tolerance(spec.precision, spec.tolerance))
             onnx_ref = run_session(session(self.onnx), self.feeds)
-            record.verification = [gate, compare("onnx (optimized)", self.output_names, onnx_ref, actual)]
+            record.verification = [gate, compare(f"onnx ({self.onnx_label})", self.output_names, onnx_ref, actual)]
             if gate.passed is False:
                 record.status = "failed"
                 record.reason = "accuracy gate failed: " + "; ".join(gate.failures)
@@ -248,7 +258,8 @@ class Run:
             summary = exc.message if isinstance(exc, ConvertctlError) else f"{type(exc).__name__}: {exc}"
             where = self.out.abandon(summary + "\n\n" + traceback.format_exc())
             if isinstance(exc, ConvertctlError) and where is not None:
-                exc.hint = (exc.hint + "; " if exc.hint else "") + f"partial output kept in {where}"
+                hint = (exc.hint or "").replace(str(self.out.staging), str(where))  # paths into the kept folder
+                exc.hint = (hint + "; " if hint else "") + f"partial output kept in {where}"
             raise
         return self._finish(started, t0)
 
@@ -289,6 +300,7 @@ class Run:
             artifacts=self.artifacts,
             messages=self.messages,
         )
+        manifest.files = self._files(sorted(p for p in self.dir.iterdir() if p.is_file()))
         (self.dir / "summary.md").write_text(render_markdown(manifest))
         # The manifest is written last: its presence marks a finished folder.
         (self.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")

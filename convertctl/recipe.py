@@ -72,6 +72,9 @@ class ImagePreprocess(Strict):
 
     @model_validator(mode="after")
     def _sizes(self):
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) not in (1, 3):
+                raise ValueError(f"{key} needs 1 value (all channels) or 3 (one per channel)")
         if self.crop > self.resize:
             raise ValueError(f"crop ({self.crop}) cannot be larger than resize ({self.resize})")
         if any(s == 0 for s in self.std):
@@ -133,6 +136,8 @@ class ExportOptions(Strict):
     # auto: dynamo exporter first, the legacy TorchScript exporter if it fails (the reason is recorded)
     exporter: Literal["auto", "dynamo", "legacy"] = "auto"
     output_names: list[str] | None = None  # names for the ONNX outputs (default: the exporter's)
+    # Weights in a separate `model.onnx.data` file: auto = only when protobuf's 2 GB limit requires it.
+    external_data: Literal["auto", "always", "never"] = "auto"
 
 
 class OptimizeOptions(Strict):
@@ -223,6 +228,8 @@ def format_validation_error(err: ValidationError) -> str:
         for part in e["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
+            elif part == "[key]":
+                path += " (the key itself)"
             elif part in registry.target_names() and e["loc"][0] == "targets":
                 continue  # the discriminator tag pydantic inserts, not a key the user wrote
             else:

@@ -36,6 +36,9 @@ def test_factory_that_raises(models_file, tmp_path, write_recipe):
     partial = tmp_path / "out.partial"
     assert (partial / "ERROR.txt").exists() and not (partial / "manifest.json").exists()
     assert "partial output kept in" in res.stderr
+    log = partial / "export" / "export.log"
+    assert f"full log: {log}" in " ".join(res.stderr.split())  # the hint points into the kept folder
+    assert "weights server unreachable" in log.read_text()
 
 
 def test_factory_returning_non_module(models_file, write_recipe):
@@ -118,3 +121,18 @@ def test_accuracy_gate_failure_exits_4_and_keeps_marked_artifacts(models_file, t
     assert arts["onnxruntime_fp32"]["status"] == "ok"  # the other target still ran and passed
     assert (tmp_path / "out" / "targets" / "openvino_fp16" / "model.xml").exists()
     assert "failed" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_usage_error_before_json_is_parsed_still_gives_json():
+    res = run_cli("--json", "build")
+    assert res.code == EXIT_USAGE and res.json()["error"] == "Missing argument 'MODEL'."
+
+
+def test_precision_without_target(tmp_path):
+    assert_clean_error(run_cli("build", tmp_path / "m.onnx", "-p", "fp16"), EXIT_USAGE, "--precision needs --target")
+
+
+def test_brackets_in_messages_survive_the_terminal(tmp_path, write_recipe):
+    recipe = write_recipe(small_cnn_recipe(verify={"tolerances": {"int8": {"min_cosine": 0.9}}}))
+    res = run_cli("recipe", "validate", recipe)
+    assert_clean_error(res, EXIT_USAGE, "verify.tolerances.int8 (the key itself)", "'fp32' or 'fp16'")

@@ -182,8 +182,12 @@ def test_state_dict_and_torchscript_sources(models_file, tmp_path, write_recipe)
                                "stages": ["export", "check"], "output": kind}, name=f"{kind}.yaml")
         res = run_cli("run", recipe, "--json")
         assert res.code == 0, (kind, res.stderr)
-        cmp = res.json()["stages"][0]["verification"][0]
+        export = res.json()["stages"][0]
+        cmp = export["verification"][0]
         assert cmp["passed"] is True and next(iter(cmp["outputs"].values()))["cosine"] > 0.99999
+        sources = {Path(f["path"]).name: f["sha256"] for f in export["inputs"]}  # the source files are hashed
+        weights = "w.pt" if kind == "state_dict" else "ts.pt"
+        assert sources[weights] == sha256(tmp_path / weights)
 
 
 def test_rerun_replaces_previous_output(small_run, tmp_path):
@@ -194,3 +198,19 @@ def test_rerun_replaces_previous_output(small_run, tmp_path):
         assert run_cli("optimize", src, "-o", out, "-q").code == 0
     assert (out / "manifest.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no staging or old folders left behind
+
+
+def test_external_data_through_every_stage(models_file, tmp_path, write_recipe):
+    """Weights in model.onnx.data (what >2 GB models need) survive export, optimize and both targets."""
+    recipe = write_recipe(small_cnn_recipe(export={"external_data": "always"}))
+    res = run_cli("run", recipe, "--json")
+    assert res.code == 0, res.stderr
+    out = tmp_path / "out"
+    assert (out / "model.onnx.data").stat().st_size > 4 * 1000  # the weights live outside the graph
+    assert (out / "model.onnx").stat().st_size < (out / "model.onnx.data").stat().st_size
+    m = res.json()
+    assert "export/model.onnx.data" in [f["path"] for f in m["stages"][0]["outputs"]]
+    ort_files = [f["path"] for f in next(a for a in m["artifacts"] if a["runtime"] == "onnxruntime")["files"]]
+    assert ort_files == ["targets/onnxruntime_fp32/model.onnx", "targets/onnxruntime_fp32/model.onnx.data",
+                         "targets/onnxruntime_fp32/session.json"]
+    assert all(a["status"] == "ok" for a in m["artifacts"])

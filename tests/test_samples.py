@@ -54,7 +54,19 @@ def test_random_inputs_respect_dtype_range_and_fixed_batch():
     assert s.feeds["x"].shape == (2, 7) and s.feeds["ids"].shape == (2, 7)  # opt of the symbolic dim
     assert s.feeds["x"].min() >= -3 and s.feeds["x"].max() <= -2
     assert s.feeds["ids"].dtype == np.int64 and s.feeds["ids"].max() <= 9
-    assert any("reduced to 2" in n for n in s.notes)  # fixed first dim caps the sample count, and says so
+    assert any("changed to 2" in n for n in s.notes)  # a fixed first dim sets the sample count, and says so
+
+
+def test_fixed_batch_larger_than_count_and_dynamic_max():
+    s = build_samples([InputSpec(name="x", shape=[4, 3])], {}, Samples(count=2))
+    assert s.feeds["x"].shape == (4, 3) and "changed to 4" in s.notes[0]
+    s = build_samples([InputSpec(name="x", shape=["b", 3])], {"b": DimRange(max=3)}, Samples(count=8))
+    assert s.feeds["x"].shape == (3, 3) and "reduced to 3, the max of dim 'b'" in s.notes[0]
+
+
+def test_unknown_samples_input():
+    with pytest.raises(UsageError, match="samples.input 'y' is not an input"):
+        build_samples([InputSpec(name="x", shape=[1, 3])], {}, Samples(input="y"))
 
 
 def test_image_shape_mismatch_is_clear():

@@ -43,7 +43,8 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, "--version", prog_name="convertctl")
 @click.option("-v", "--verbose", is_flag=True, help="More output; tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
-def cli(verbose, quiet):
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable result on stdout; logs on stderr.")
+def cli(verbose, quiet, json_output):
     """convertctl: trained models to verified ONNX, OpenVINO and ONNX Runtime artifacts.
 
     \b
@@ -55,6 +56,7 @@ def cli(verbose, quiet):
     """
     state.verbose = state.verbose or verbose
     state.quiet = state.quiet or quiet
+    state.json_output = state.json_output or json_output
 
 
 def _fail(exc: BaseException, code: int, message: str, hint: str | None) -> None:
@@ -80,7 +82,11 @@ def main(argv=None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code else EXIT_USAGE)
+        code = exc.exit_code if exc.exit_code else EXIT_USAGE
+        # usage errors can happen before --json is parsed: look at the raw arguments too
+        if state.json_output or "--json" in (argv if argv is not None else sys.argv[1:]):
+            print(json.dumps({"status": "error", "exit_code": code, "error": exc.format_message(), "hint": None}))
+        sys.exit(code)
     except ConvertctlError as exc:
         _fail(exc, exc.exit_code, exc.message, exc.hint)
     except KeyboardInterrupt:

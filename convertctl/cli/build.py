@@ -33,6 +33,8 @@ def build(model, targets, precisions, output, no_optimize, inputs):
                     raise UsageError(f"target {name} does not build precision {p}",
                                      hint=f"{name} builds: {', '.join(target.precisions)}")
         overrides["targets"] = [{"runtime": t, "precision": p} for t in targets for p in (precisions or ("fp32",))]
+    elif precisions:
+        raise UsageError("--precision needs --target", hint="e.g. --target openvino --precision fp16")
     elif not is_recipe(model):
         raise UsageError("no target given", hint="add --target openvino and/or --target onnxruntime")
     stages = ["export", "check", "build"] if no_optimize else ["export", "check", "optimize", "build"]

@@ -66,6 +66,16 @@ def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, w
     return data, cwd
 
 
+def _override_inputs(declared: list[dict], given: list[dict]) -> list[dict]:
+    """--input NAME:DIMS replaces the shape (and dtype) of the recipe's input of that name."""
+    by_name = {i["name"]: dict(i) for i in declared}
+    for spec in given:
+        if by_name and spec["name"] not in by_name:
+            raise UsageError(f"--input {spec['name']}: the recipe has no input of that name ({', '.join(by_name)})")
+        by_name[spec["name"]] = {**by_name.get(spec["name"], {}), **spec}
+    return list(by_name.values())
+
+
 def load_job(source: str, *, stages: list[str], inputs=(), framework=None, weights=None, overrides=None):
     """Recipe file or model path -> (recipe, sha256, recipe_path). `overrides` patch the recipe dict."""
     import hashlib
@@ -74,11 +84,15 @@ def load_job(source: str, *, stages: list[str], inputs=(), framework=None, weigh
     from convertctl.recipe import load_recipe, parse_recipe
 
     if is_recipe(source):
+        if framework or weights:
+            raise UsageError("--framework and --weights apply to a model file; a recipe sets them under 'source'")
         recipe, sha = load_recipe(Path(source))
         data = recipe.model_dump(mode="json")
         data["stages"] = stages
         for key, value in (overrides or {}).items():
             data[key] = value
+        if inputs:
+            data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
         recipe = parse_recipe(data, Path(source).resolve().parent, origin=source)
         return recipe, sha, Path(source)
     data, base = source_recipe(source, inputs, framework, weights)

@@ -21,7 +21,10 @@ def recipe():
 @click.argument("file", type=click.Path())
 @common_options
 def validate(file):
-    """Check FILE against the recipe schema; print the effective recipe with defaults filled in."""
+    """Check FILE against the recipe schema and print a one-line summary.
+
+    With --json, print the effective recipe (defaults filled in, paths resolved) and its sha256.
+    """
     from convertctl.recipe import format_recipe_content, load_recipe
 
     parsed, sha = load_recipe(Path(file))
@@ -29,10 +32,10 @@ def validate(file):
     if state.json_output:
         sys.stdout.write(json.dumps({"valid": True, "sha256": sha, "recipe": content}, indent=2) + "\n")
         return
-    from convertctl.cli.ui import console
+    from convertctl.cli.ui import console, esc
 
     targets = ", ".join(t.id for t in parsed.targets) or "none"
-    console().print(f"[green]valid[/]: {file} — {parsed.name}, {parsed.source.framework} source, "
+    console(stderr=False).print(f"[green]valid[/]: {esc(file)} — {parsed.name}, {parsed.source.framework} source, "
                     f"stages {', '.join(parsed.stages)}, targets {targets}", soft_wrap=True)
 
 

@@ -22,12 +22,13 @@ def targets():
         return
     from rich.table import Table
 
-    from convertctl.cli.ui import console
+    from convertctl.cli.ui import console, esc
+    from convertctl.errors import install_hint
 
     table = Table(title="convertctl targets", title_justify="left")
     for col in ("target", "precisions", "runtime", "what"):
         table.add_column(col)
     for r in rows:
-        runtime = f"[green]{r['version']}[/]" if r["installed"] else f"[yellow]not installed[/] (pip install 'convertctl[{r['extra']}]')"
+        runtime = f"[green]{r['version']}[/]" if r["installed"] else f"[yellow]not installed[/] ({esc(install_hint(r['extra']))})"
         table.add_row(r["name"], ", ".join(r["precisions"]), runtime, r["summary"])
-    console().print(table)
+    console(stderr=False).print(table)

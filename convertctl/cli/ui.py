@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from convertctl.cli import state
 
@@ -10,17 +11,25 @@ _STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "rolled_back"
           "error": "red"}
 
 
-def console():
+def console(stderr: bool = True):
+    """stderr for progress, logs and errors; stdout (stderr=False) for a command's result."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=stderr, highlight=False)
+
+
+def esc(text) -> str:
+    """Our messages contain brackets (`convertctl[openvino]`, `[4, 3, 32, 32]`): never let rich read them as markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
 
 
 def print_error(message: str, hint: str | None) -> None:
     out = console()
-    out.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    out.print(f"[bold red]error:[/] {esc(message)}", soft_wrap=True)
     if hint:
-        out.print(f"[dim]hint:[/] {hint}", soft_wrap=True)
+        out.print(f"[dim]hint:[/] {esc(hint)}", soft_wrap=True)
 
 
 class ConsoleReporter:
@@ -44,19 +53,19 @@ class ConsoleReporter:
         from convertctl.report.markdown import worst
 
         name = getattr(record, "name", None) or f"build {record.id}"
-        line = f"[{_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {name:<24} {record.seconds:7.2f} s"
+        line = f"[{_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {esc(name):<24} {record.seconds:7.2f} s"
         if record.verification:
             c = record.verification[0]
             w = worst(c)
             if w["cosine"] is not None:
-                line += f"  vs {c.against}: cosine {w['cosine']:.6f}, max|Δ| {w['max_abs']:.2g}"
+                line += f"  vs {esc(c.against)}: cosine {w['cosine']:.6f}, max|Δ| {w['max_abs']:.2g}"
                 if w["top1_agreement"] is not None:
                     line += f", top-1 {w['top1_agreement']:.3f}"
         self.out.print(line, soft_wrap=True)
         notes = getattr(record, "findings", None) or ([record.reason] if getattr(record, "reason", None) else [])
         if state.verbose or record.status != "ok":
             for note in notes:
-                self.out.print(f"             [dim]{note}[/]", soft_wrap=True)
+                self.out.print(f"             [dim]{esc(note)}[/]", soft_wrap=True)
 
     def _stop(self):
         if self.status is not None:
@@ -85,17 +94,18 @@ def show_result(manifest, folder) -> int:
             w = worst(a.verification[0]) if a.verification else {}
             fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
             table.add_row(
-                a.id, f"[{_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
+                esc(a.id), f"[{_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
                 fmt(w.get("cosine"), ".6f"), fmt(w.get("max_abs"), ".2g"), fmt(w.get("top1_agreement"), ".3f"),
-                ", ".join(f"{k}={v}" for k, v in a.effective.items() if k not in ("providers",)),
+                esc(", ".join(f"{v}" for k, v in a.effective.items() if k not in ("providers",))),
             )
         out.print(table)
         for a in manifest.artifacts:
             if a.reason:
-                out.print(f"[{_STYLE.get(a.status, 'white')}]{a.id}[/]: {a.reason}", soft_wrap=True)
+                out.print(f"[{_STYLE.get(a.status, 'white')}]{esc(a.id)}[/]: {esc(a.reason)}", soft_wrap=True)
     for msg in manifest.messages:
-        out.print(f"[yellow]note:[/] {msg}", soft_wrap=True)
+        out.print(f"[yellow]note:[/] {esc(msg)}", soft_wrap=True)
     style = _STYLE.get(manifest.status, "white")
-    out.print(f"[bold {style}]{manifest.status}[/] in {manifest.seconds:.1f} s → {folder}  "
-              f"[dim](manifest.json, summary.md, model.onnx, targets/)[/]", soft_wrap=True)
+    top = [p.name + ("/" if p.is_dir() else "") for p in sorted(Path(folder).iterdir())] if Path(folder).is_dir() else []
+    out.print(f"[bold {style}]{manifest.status}[/] in {manifest.seconds:.1f} s → {esc(folder)}  "
+              f"[dim]({esc(', '.join(top))})[/]", soft_wrap=True)
     return manifest.exit_code

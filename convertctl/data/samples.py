@@ -37,14 +37,18 @@ def _hash(feeds: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _batch(inputs, samples) -> tuple[int, list[str]]:
-    """Samples go in one batch along dim 0; a fixed first dim caps the count (said in the notes)."""
+def _batch(inputs, dims, samples) -> tuple[int, list[str]]:
+    """Samples go in one batch along dim 0. A fixed first dim sets the count; a dynamic one caps it
+    at its `max`. Either change is said in the notes."""
     count, notes = samples.count, []
     for spec in inputs:
         first = spec.shape[0]
-        if isinstance(first, int) and first < count:
-            notes.append(f"samples.count {count} reduced to {first}: input {spec.name!r} has a fixed first dim of {first}")
+        if isinstance(first, int) and first != count:
+            notes.append(f"samples.count {count} changed to {first}: input {spec.name!r} has a fixed first dim of {first}")
             count = first
+        elif isinstance(first, str) and dims[first].max < count:
+            notes.append(f"samples.count {count} reduced to {dims[first].max}, the max of dim {first!r}")
+            count = dims[first].max
     return count, notes
 
 
@@ -52,7 +56,10 @@ def build_samples(inputs, dims, samples) -> SampleSet:
     """inputs: list of InputSpec-like (name, shape, dtype, range); dims: name -> DimRange."""
     if not inputs:
         raise UsageError("the model has no inputs to feed")
-    count, notes = _batch(inputs, samples)
+    names = [spec.name for spec in inputs]
+    if samples.input and samples.input not in names:
+        raise UsageError(f"samples.input {samples.input!r} is not an input of the model; its inputs are {names}")
+    count, notes = _batch(inputs, dims, samples)
     rng = np.random.default_rng(samples.seed)
     image_input = (samples.input or inputs[0].name) if samples.images else None
     feeds: dict[str, np.ndarray] = {}

@@ -10,9 +10,10 @@ from convertctl.frontends.result import ExportResult
 from convertctl.model import companion_files
 
 
-def _last_line(exc: Exception) -> str:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else type(exc).__name__
+def _one_line(exc: Exception) -> str:
+    """ONNX Runtime's message, on one line (its useful part is often not the last line)."""
+    text = " ".join(str(exc).split())
+    return (text[:400] + " ...") if len(text) > 400 else (text or type(exc).__name__)
 
 
 def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
@@ -30,13 +31,13 @@ def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
     try:
         sess = session(dst)
     except Exception as exc:
-        raise SourceModelError(f"ONNX Runtime cannot load {src}: {_last_line(exc)}") from None
+        raise SourceModelError(f"ONNX Runtime cannot load {src}: {_one_line(exc)}") from None
     feeds = load_feeds(samples_path)
     try:
         reference = run_session(sess, feeds)
     except Exception as exc:
         shapes = ", ".join(f"{k}: {list(v.shape)} {v.dtype}" for k, v in feeds.items())
-        raise SourceModelError(f"the model rejected the sample inputs ({shapes}): {_last_line(exc)}",
+        raise SourceModelError(f"the model rejected the sample inputs ({shapes}): {_one_line(exc)}",
                                hint="check inputs[].shape/dtype and dims in the recipe") from None
     return ExportResult(
         onnx=dst,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from convertctl.frontends.child import run_child
 from convertctl.frontends.result import ExportResult, load_reference
+from convertctl.model import describe
 
 
 def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
@@ -22,14 +24,20 @@ def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
         "dims": {k: v.model_dump() for k, v in recipe.dims.items()},
         "opset": recipe.export.opset,
         "exporter": recipe.export.exporter,
+        "external_data": recipe.export.external_data,
         "output_names": recipe.export.output_names,
-        "samples": str(samples_path),
-        "onnx": str(onnx_path),
-        "reference": str(reference),
+        # relative to the child's working folder, so the request stays true after the folder moves
+        "samples": os.path.relpath(samples_path, workdir),
+        "onnx": onnx_path.name,
+        "reference": reference.name,
     }
     result = run_child("convertctl.frontends.torch_worker", request, workdir, "export")
     details = {k: result[k] for k in ("exporter", "attempts", "torch", "parameters_bytes", "external_data")}
-    findings = [f"exported with torch.onnx.export ({result['exporter']} exporter), opset {recipe.export.opset}"]
+    opset = describe(onnx_path).opset
+    details["opset"] = opset
+    findings = [f"exported with torch.onnx.export ({result['exporter']} exporter), opset {opset}"]
+    if opset != recipe.export.opset:  # the dynamo exporter cannot go below 18, and says nothing
+        findings.append(f"opset {recipe.export.opset} was asked for; the {result['exporter']} exporter wrote {opset}")
     warnings = [f"{a['exporter']} exporter failed, fell back to the next: {a['reason']}"
                 for a in result["attempts"] if not a["ok"]]
     return ExportResult(

@@ -123,6 +123,18 @@ def _export_legacy(model, args, request, onnx_path: Path, external: bool):
         )
 
 
+def _move_weights_out(onnx_path: Path) -> None:
+    """One external-data file, `model.onnx.data`, whatever the exporter wrote (legacy writes none or many)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    for f in onnx_path.parent.iterdir():
+        if f != onnx_path and f.suffix not in (".json", ".npz", ".log") and f.is_file():
+            f.unlink()  # the exporter's own external files: now loaded into `model`
+    onnx.save(model, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=onnx_path.name + ".data", size_threshold=1024)
+
+
 def work(request: dict) -> dict:
     import torch
 
@@ -144,7 +156,10 @@ def work(request: dict) -> dict:
 
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
         b.numel() * b.element_size() for b in model.buffers())
-    external = param_bytes >= TWO_GB * 0.9  # protobuf's 2 GB limit; leave room for the graph itself
+    # protobuf cannot hold 2 GB: leave room for the graph itself
+    external = {"always": True, "never": False}.get(request["external_data"], param_bytes >= TWO_GB * 0.9)
+    if external and request["external_data"] == "never":
+        raise ChildError("usage", "export.external_data is 'never' but the weights exceed 2 GB")
     onnx_path = Path(request["onnx"])
     order = {"auto": ["dynamo", "legacy"], "dynamo": ["dynamo"], "legacy": ["legacy"]}[request["exporter"]]
     attempts, used = [], None
@@ -153,6 +168,8 @@ def work(request: dict) -> dict:
         try:
             exporter = _export_dynamo if name == "dynamo" else _export_legacy
             exporter(model, args, request, onnx_path, external)
+            if external:
+                _move_weights_out(onnx_path)
             attempts.append({"exporter": name, "ok": True, "seconds": round(time.perf_counter() - t0, 3)})
             used = name
             break

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from convertctl.errors import require
-from convertctl.model import TWO_GB
+from convertctl.model import TWO_GB, companion_files
 
 
 def simplify(src: Path, dst: Path, tool: str) -> dict:
@@ -28,9 +28,18 @@ def simplify(src: Path, dst: Path, tool: str) -> dict:
     else:
         raise ValueError(f"unknown simplifier {tool!r}")
     model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    external = model.ByteSize() >= TWO_GB
-    onnx.save(model, str(dst), save_as_external_data=external, location=dst.name + ".data" if external else None)
+    # Keep the input's layout (external weights stay external), and go external when protobuf requires it.
+    external = len(companion_files(src)) > 1 or _too_big(model)
+    onnx.save(model, str(dst), save_as_external_data=external, all_tensors_to_one_file=True,
+              location=dst.name + ".data" if external else None, size_threshold=1024)
     return {"tool": tool, "version": _version(tool), "nodes_before": before, "nodes_after": len(model.graph.node)}
+
+
+def _too_big(model) -> bool:
+    try:
+        return model.ByteSize() >= TWO_GB
+    except Exception:  # protobuf refuses to even measure messages over 2 GB
+        return True
 
 
 def _version(dist: str) -> str | None:

@@ -18,7 +18,7 @@ RunStatus = Literal["ok", "partial", "failed", "error"]
 
 
 class FileRecord(BaseModel):
-    path: str  # relative to the output folder
+    path: str  # relative to the output folder; absolute for source files outside it
     sha256: str
     bytes: int
 
@@ -91,6 +91,7 @@ class Manifest(BaseModel):
     recipe: RecipeRecord
     environment: dict[str, Any]
     samples: SamplesRecord | None = None
+    files: list[FileRecord] = Field(default_factory=list)  # top-level deliverables: model.onnx (+ .data), samples.npz
     stages: list[StageRecord] = Field(default_factory=list)
     artifacts: list[ArtifactRecord] = Field(default_factory=list)
     messages: list[str] = Field(default_factory=list)
@@ -105,4 +106,6 @@ def sha256_file(path: Path) -> str:
 
 
 def file_record(path: Path, root: Path) -> FileRecord:
-    return FileRecord(path=Path(path).relative_to(root).as_posix(), sha256=sha256_file(path), bytes=Path(path).stat().st_size)
+    path = Path(path)
+    shown = path.relative_to(root) if path.is_relative_to(root) else path.absolute()
+    return FileRecord(path=shown.as_posix(), sha256=sha256_file(path), bytes=path.stat().st_size)

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from convertctl.errors import require
+from convertctl.model import companion_files
 from convertctl.schema import TargetOptions
 from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
 
@@ -48,13 +49,10 @@ def run_session(sess, feeds: Feeds) -> list[np.ndarray]:
 
 def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path) -> BuiltArtifact:
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = out_dir / "model.onnx"
-    shutil.copyfile(onnx_path, model)
-    files = [Path("model.onnx")]
-    data = onnx_path.with_name(onnx_path.name + ".data")
-    if data.exists():  # external weights travel with the model under the name it references
-        shutil.copyfile(data, out_dir / data.name)
-        files.append(Path(data.name))
+    files = []
+    for f in companion_files(onnx_path):  # external weights travel under the name the model references
+        shutil.copyfile(f, out_dir / f.name)
+        files.append(Path(f.name))
     settings = {
         "providers": ["CPUExecutionProvider"],
         "graph_optimization_level": spec.graph_optimization_level,
