@@ -258,7 +258,9 @@ class Run:
             summary = exc.message if isinstance(exc, ConvertctlError) else f"{type(exc).__name__}: {exc}"
             where = self.out.abandon(summary + "\n\n" + traceback.format_exc())
             if isinstance(exc, ConvertctlError) and where is not None:
-                hint = (exc.hint or "").replace(str(self.out.staging), str(where))  # paths into the kept folder
+                # the staging folder is gone: point every path at the kept partial folder
+                exc.message = exc.message.replace(str(self.out.staging), str(where))
+                hint = (exc.hint or "").replace(str(self.out.staging), str(where))
                 exc.hint = (hint + "; " if hint else "") + f"partial output kept in {where}"
             raise
         return self._finish(started, t0)

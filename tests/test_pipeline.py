@@ -214,3 +214,12 @@ def test_external_data_through_every_stage(models_file, tmp_path, write_recipe):
     assert ort_files == ["targets/onnxruntime_fp32/model.onnx", "targets/onnxruntime_fp32/model.onnx.data",
                          "targets/onnxruntime_fp32/session.json"]
     assert all(a["status"] == "ok" for a in m["artifacts"])
+
+
+def test_flags_change_one_key_of_a_recipe_section(models_file, tmp_path, write_recipe):
+    recipe = write_recipe(small_cnn_recipe(export={"exporter": "legacy", "output_names": ["scores"]}))
+    res = run_cli("export", recipe, "--opset", "17", "-o", tmp_path / "x", "--json")
+    assert res.code == 0, res.stderr
+    export = res.json()["stages"][0]
+    assert export["details"]["exporter"] == "legacy" and export["details"]["opset"] == 17
+    assert list(export["verification"][0]["outputs"]) == ["scores"]

@@ -89,8 +89,8 @@ def load_job(source: str, *, stages: list[str], inputs=(), framework=None, weigh
         recipe, sha = load_recipe(Path(source))
         data = recipe.model_dump(mode="json")
         data["stages"] = stages
-        for key, value in (overrides or {}).items():
-            data[key] = value
+        for key, value in (overrides or {}).items():  # merge: a flag changes one key, not the whole section
+            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
         if inputs:
             data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
         recipe = parse_recipe(data, Path(source).resolve().parent, origin=source)

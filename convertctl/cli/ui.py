@@ -96,7 +96,7 @@ def show_result(manifest, folder) -> int:
             table.add_row(
                 esc(a.id), f"[{_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
                 fmt(w.get("cosine"), ".6f"), fmt(w.get("max_abs"), ".2g"), fmt(w.get("top1_agreement"), ".3f"),
-                esc(", ".join(f"{v}" for k, v in a.effective.items() if k not in ("providers",))),
+                esc(", ".join(f"{k}={v}" for k, v in a.effective.items() if k not in ("providers",))),
             )
         out.print(table)
         for a in manifest.artifacts:

@@ -132,7 +132,7 @@ def _move_weights_out(onnx_path: Path) -> None:
         if f != onnx_path and f.suffix not in (".json", ".npz", ".log") and f.is_file():
             f.unlink()  # the exporter's own external files: now loaded into `model`
     onnx.save(model, str(onnx_path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=onnx_path.name + ".data", size_threshold=1024)
+              location=onnx_path.name + ".data", size_threshold=1024)  # small shape constants must stay inline
 
 
 def work(request: dict) -> dict:
@@ -157,9 +157,11 @@ def work(request: dict) -> dict:
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) + sum(
         b.numel() * b.element_size() for b in model.buffers())
     # protobuf cannot hold 2 GB: leave room for the graph itself
-    external = {"always": True, "never": False}.get(request["external_data"], param_bytes >= TWO_GB * 0.9)
-    if external and request["external_data"] == "never":
-        raise ChildError("usage", "export.external_data is 'never' but the weights exceed 2 GB")
+    needed = param_bytes >= TWO_GB * 0.9
+    if needed and request["external_data"] == "never":
+        raise ChildError("usage", f"export.external_data is 'never' but the weights take {param_bytes / 2**30:.1f} GiB; "
+                         "protobuf cannot hold 2 GB", hint="use external_data: auto")
+    external = request["external_data"] == "always" or needed
     onnx_path = Path(request["onnx"])
     order = {"auto": ["dynamo", "legacy"], "dynamo": ["dynamo"], "legacy": ["legacy"]}[request["exporter"]]
     attempts, used = [], None
