@@ -20,20 +20,23 @@ class GuardedResult:
     details: dict = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
     verification: list[Comparison] = field(default_factory=list)
+    outputs: list | None = None  # ONNX Runtime outputs of `model` on the feeds (reused downstream)
 
 
 def guarded_pass(name: str, transform: Callable[[Path, Path], dict], src: Path, dst: Path, feeds, output_names,
-                 tolerance) -> GuardedResult:
+                 tolerance, before: list | None = None) -> GuardedResult:
+    """`before`: the input model's ONNX Runtime outputs on `feeds`, when the caller already has them."""
     from convertctl.targets.onnxruntime import run_session, session
 
-    before = run_session(session(src), feeds)
+    if before is None:
+        before = run_session(session(src), feeds)
     try:
         details = transform(src, dst)
     except ConvertctlError:
         raise
     except Exception as exc:  # the input model still stands: a failing pass is not fatal
         return GuardedResult("rolled_back", src, {"pass": name},
-                             [f"{name} failed and was rolled back: {type(exc).__name__}: {exc}"[:500]])
+                             [f"{name} failed and was rolled back: {type(exc).__name__}: {exc}"[:500]], outputs=before)
     after = run_session(session(dst), feeds)
     cmp = compare(f"onnx before {name}", output_names, before, after, tolerance)
     if cmp.passed is False:
@@ -41,5 +44,5 @@ def guarded_pass(name: str, transform: Callable[[Path, Path], dict], src: Path, 
         shutil.move(dst, rejected)
         return GuardedResult("rolled_back", src, details,
                              [f"{name} rolled back: outputs changed beyond tolerance (" + "; ".join(cmp.failures) + ")"],
-                             [cmp])
-    return GuardedResult("ok", dst, details, [], [cmp])
+                             [cmp], outputs=before)
+    return GuardedResult("ok", dst, details, [], [cmp], outputs=after)
