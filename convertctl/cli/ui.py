@@ -13,9 +13,14 @@ _STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "rolled_back"
 
 def console(stderr: bool = True):
     """stderr for progress, logs and errors; stdout (stderr=False) for a command's result."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped into a CI log, rich would assume 80 columns and truncate artifact names: use a wide line instead.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def esc(text) -> str:

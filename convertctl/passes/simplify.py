@@ -1,8 +1,9 @@
 """Graph simplification (constant folding, redundant-node removal, fusion) plus ONNX shape inference.
 
-onnxslim is the default: on our models it reaches the same node count as onnxsim in the same
-time, is pure Python (no native build to break), and is actively maintained. onnxsim stays
-selectable (`optimize.simplifier: onnxsim`). benchmarks/README.md has the measurement.
+onnxslim is the default: it reaches the same node count as onnxsim (or fewer), imports in 0.2 s
+against onnxsim's 1.4 s (its simplify call is slower on large graphs, but import + call is ~1 s
+cheaper per run), and is pure Python. onnxsim stays selectable (`optimize.simplifier: onnxsim`).
+benchmarks/README.md, "Simplifier choice", has the measurement.
 """
 
 from __future__ import annotations

@@ -70,7 +70,13 @@ def _open(out_dir: Path, spec: OnnxRuntimeOptions, settings: dict) -> Runner:
     return Runner(
         run=lambda feeds: run_session(sess, feeds),
         output_names=[o.name for o in sess.get_outputs()],
-        effective={"onnxruntime": ort.__version__, "providers": sess.get_providers()},
+        effective={
+            "onnxruntime": ort.__version__,
+            "providers": sess.get_providers(),
+            # read back from the session: what actually runs (0 threads = ORT's default, one per core)
+            "intra_op_num_threads": sess.get_session_options().intra_op_num_threads,
+            "graph_optimization_level": str(sess.get_session_options().graph_optimization_level).split(".")[-1],
+        },
     )
 
 

@@ -1,0 +1,205 @@
+"""Shared helpers for the benchmarks: paths, statistics, subprocess JSON, machine description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / "_work"  # git-ignored
+RESULTS = BENCH / "results"
+RECIPE = ROOT / "recipes" / "efficientnet_lite0.yaml"
+FACTORY = ROOT / "recipes" / "models" / "efficientnet_lite0.py"
+PYTHON = sys.executable
+_SCRIPT = Path(sys.executable).parent / "convertctl"  # the console script of this interpreter's venv
+CLI = str(_SCRIPT) if _SCRIPT.exists() else (shutil.which("convertctl") or "convertctl")
+THREADS = 2
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+def percentile(xs, q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100), as numpy's default."""
+    s = sorted(xs)
+    k = (len(s) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return float(s[lo] + (s[hi] - s[lo]) * (k - lo))
+
+
+def run_json(cmd: list[str], timeout: float = 600, cwd: Path = ROOT) -> dict:
+    """Run a worker that prints one JSON object as its last stdout line; fail loudly otherwise."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> list[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = line.split(":", 1)[1].split()
+            return sorted(f for f in flags if f.startswith(("avx512_bf16", "amx", "avx512_vnni", "avx512f")))
+    return []
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in (
+        "convertctl",
+        "torch",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "onnxslim",
+        "onnxsim",
+        "openvino",
+        "numpy",
+        "click",
+    ):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def source_state() -> dict:
+    """The commit measured, plus any uncommitted changes to convertctl/ or recipes/ (files and diff hash)."""
+    import hashlib
+
+    def git(*args) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout
+
+    diff = git("diff", "HEAD", "--", "convertctl", "recipes")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip() or None,
+        "modified": git("diff", "HEAD", "--name-only", "--", "convertctl", "recipes").split(),
+        "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
+    }
+
+
+def machine() -> dict:
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": versions(),
+    }
+
+
+def load_samples(folder: Path):
+    """The 16 preprocessed real images convertctl verified with (samples.npz of a run), [16, 3, 224, 224]."""
+    import numpy as np
+
+    with np.load(folder / "samples.npz") as data:
+        return data["input"]
+
+
+def compare(ref, out) -> dict:
+    """Cosine (whole batch), max abs difference and top-1 agreement of logits."""
+    import numpy as np
+
+    a, b = np.asarray(ref, np.float64).ravel(), np.asarray(out, np.float64).ravel()
+    cos = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    top1 = float((np.argmax(ref, -1) == np.argmax(out, -1)).mean())
+    return {"cosine": round(cos, 7), "max_abs": float(np.abs(a - b).max()), "top1_agreement": top1}
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat (iowait counts as idle)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, idle, iowait, irq, softirq, steal = fields
+    return user + nice + system + irq + softirq + steal, sum(fields)
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+
+
+class ForeignLoad:
+    """Share of the machine's CPU used by processes other than this benchmark (and its children).
+
+    The machine may be shared: anything else running skews timings, so every benchmark records it.
+    """
+
+    def __enter__(self):
+        self.busy0, self.total0 = _cpu_jiffies()
+        self.own0 = _own_cpu_s()
+        return self
+
+    def __exit__(self, *exc):
+        busy1, total1 = _cpu_jiffies()
+        hz = os.sysconf("SC_CLK_TCK")
+        busy_s = (busy1 - self.busy0) / hz
+        capacity_s = (total1 - self.total0) / hz
+        own_s = _own_cpu_s() - self.own0
+        self.share = round(max(0.0, busy_s - own_s) / capacity_s, 3) if capacity_s else 0.0
+        return False
+
+
+def foreign_load_now(seconds: float = 2.0) -> float:
+    with ForeignLoad() as fl:
+        time.sleep(seconds)
+    return fl.share
+
+
+class QuietGate:
+    """On a shared machine: wait for a quiet moment before a measurement, redo it if others loaded the CPU.
+
+    Waiting and redoing draw on one time budget (seconds) for the whole run; with the budget spent, or 0,
+    measurements run at once and are recorded with the foreign load they saw.
+    """
+
+    threshold = 0.15  # foreign CPU share under which the machine counts as quiet
+
+    def __init__(self, budget_s: float = 0.0):
+        self.budget_s = budget_s
+        self.waited_s = 0.0
+        self.redos = 0
+
+    def wait(self) -> None:
+        t0 = time.perf_counter()
+        while self.budget_s > 0 and foreign_load_now(0.5) >= self.threshold:
+            self.budget_s -= 0.5
+        self.waited_s += time.perf_counter() - t0
+
+    def run(self, fn):
+        """fn() measured on as quiet a machine as the budget allows; returns (result, foreign CPU share)."""
+        while True:
+            self.wait()
+            t0 = time.perf_counter()
+            with ForeignLoad() as load:
+                result = fn()
+            if load.share < self.threshold or self.budget_s <= 0:
+                return result, load.share
+            self.redos += 1
+            self.budget_s -= time.perf_counter() - t0
+
+    def record(self) -> dict:
+        return {"threshold": self.threshold, "waited_s": round(self.waited_s, 1), "redos": self.redos}
+
+
+GATE = QuietGate()  # run_all.py sets GATE.budget_s

@@ -1,0 +1,189 @@
+"""Run every benchmark, write benchmarks/results/latest.json, print the results as Markdown tables.
+
+make bench            (or: .venv/bin/python benchmarks/run_all.py [--quick] [--only help,pipeline,...])
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import bench_help
+import bench_latency
+import bench_pipeline
+import bench_simplify
+from common import GATE, RECIPE, RESULTS, WORK, ForeignLoad, foreign_load_now, machine, source_state
+
+BENCHES = ("help", "pipeline", "latency", "simplify")
+LATENCY_COLUMNS = (
+    "median ms | p90 ms | round medians ms | speed vs torch | threads | precision "
+    "| cosine vs torch | max abs vs torch"
+)
+
+
+def _artifacts(results: dict):
+    """The `convertctl run` output the latency and simplifier benchmarks use."""
+    if "pipeline" in results:
+        return Path(results["pipeline"]["artifacts"])
+    folder = WORK / "artifacts"
+    if not (folder / "manifest.json").exists():
+        bench_pipeline.run_convertctl(folder)
+    return folder
+
+
+def _span(runs: list[dict]) -> str:
+    walls = [r["wall_s"] for r in runs]
+    return f"{min(walls):.2f}-{max(walls):.2f}"
+
+
+def _source(r: dict) -> str:
+    src = r["source"]
+    text = src["commit"] + (
+        f" + uncommitted changes to {', '.join(src['modified'])}" if src["modified"] else ""
+    )
+    return text + (" (CHANGED DURING THE RUN)" if r.get("source_changed_during_run") else "")
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        f"Measured {r['date']} on {r['machine']['cpu']}, {r['machine']['cores']} cores, "
+        f"convertctl at {_source(r)}; "
+        f"CPU used by other processes during the run: {r['foreign_cpu_share']:.0%} "
+        f"(waited {r['quiet_gate']['waited_s']:.0f} s for quiet moments, "
+        f"redid {r['quiet_gate']['redos']} disturbed measurements).",
+        "",
+    ]
+    if "help" in r:
+        h = r["help"]
+        lines += [
+            f"| command (median of {h['runs']}, subprocess) | seconds |",
+            "|---|---|",
+            f"| `python -c pass` | {h['python_pass_median_s']:.3f} |",
+            f"| `convertctl --help` | {h['help_median_s']:.3f} (goal < {h['goal_s']}: "
+            f"{'met' if h['goal_met'] else 'NOT met'}) |",
+            f"| `convertctl run --help` | {h['run_help_median_s']:.3f} |",
+            "",
+            f"Heavy modules loaded by `--help`: {', '.join(h['imports']['heavy_loaded']) or 'none'}; "
+            f"top-level imports (ms, -X importtime): "
+            + ", ".join(f"{k} {v}" for k, v in h["imports"]["top_level_ms"].items()),
+            "",
+        ]
+    if "pipeline" in r:
+        p = r["pipeline"]
+        lines += [f"| stage (median of {p['repeats']}) | convertctl s | by hand s |", "|---|---|---|"]
+        lines += [f"| {s} | {v['convertctl_s']:.2f} | {v['hand_s']:.2f} |" for s, v in p["stages"].items()]
+        lines += [
+            f"| **wall time, subprocess** | **{p['convertctl_wall_s']:.2f}** | **{p['hand_wall_s']:.2f}** |",
+            f"| wall time, min-max of the runs | {_span(p['runs']['convertctl'])} "
+            f"| {_span(p['runs']['hand'])} |",
+            "",
+            f"convertctl / hand = {p['ratio']:.3f}: overhead {p['overhead']:+.1%} "
+            f"(goal < {p['goal_overhead']:.0%}: {'met' if p['goal_met'] else 'NOT met'}); "
+            f"identical inputs: {p['same_inputs']}.",
+            "",
+        ]
+    if "latency" in r:
+        lat = r["latency"]
+        lines += [
+            f"| variant (batch 1, {lat['threads_requested']} threads) | {LATENCY_COLUMNS} |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for v in lat["variants"].values():
+            lines.append(
+                f"| {v['label']} | {v['median_ms']:.2f} | {v['p90_ms']:.2f} "
+                f"| {min(v['round_medians_ms']):.1f}-{max(v['round_medians_ms']):.1f} "
+                f"| {v['speedup_vs_torch']:.2f}x "
+                f"| {'/'.join(map(str, v['threads']))} | {v['precision']} | {v['vs_torch']['cosine']:.6f} "
+                f"| {v['vs_torch']['max_abs']:.1e} |"
+            )
+        lines += [
+            "",
+            f"{lat['rounds']} rounds x {lat['runs_per_round']} timed runs per variant, one process each; "
+            f"other processes used at most {lat['foreign_cpu_share_max']:.0%} of the CPU during any one.",
+            "",
+        ]
+    if "simplify" in r:
+        lines += [
+            "| input model | tool | nodes before -> after | import s | simplify s (first / median of 3) "
+            "| max abs vs input |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, tools in r["simplify"]["inputs"].items():
+            for t in tools.values():
+                lines.append(
+                    f"| {label} | {t['tool']} | {t['nodes_before']} -> {t['nodes_after']} "
+                    f"| {t['import_s']:.2f} | {t['first_call_s']:.2f} / {t['median_call_s']:.2f} "
+                    f"| {t['parity']['max_abs']:.1e} |"
+                )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--only", default=",".join(BENCHES), help=f"comma-separated subset of {', '.join(BENCHES)}"
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test, not a measurement)")
+    ap.add_argument("--output", default=str(RESULTS / "latest.json"))
+    ap.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=300,
+        metavar="S",
+        help="seconds the run may spend waiting for other processes to go quiet, and redoing "
+        "measurements they disturbed (0: measure at once, whatever the load)",
+    )
+    ap.add_argument("--render", metavar="JSON", help="only print the tables of an earlier results file")
+    args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text())))
+        return 0
+    only = [b.strip() for b in args.only.split(",")]
+    GATE.budget_s = args.quiet_budget
+    results: dict = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "source": source_state(),
+        "recipe": str(RECIPE.relative_to(RECIPE.parents[1])),
+        "quick": args.quick,
+        "foreign_cpu_share_before": foreign_load_now(),
+    }
+    t0 = time.perf_counter()
+    with ForeignLoad() as load:
+        for name in BENCHES:
+            if name not in only:
+                continue
+            print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+            t = time.perf_counter()
+            with ForeignLoad() as bench_load:
+                if name == "help":
+                    results[name] = bench_help.bench(runs=5 if args.quick else 20)
+                elif name == "pipeline":
+                    results[name] = bench_pipeline.bench(repeats=1 if args.quick else 5)
+                elif name == "latency":
+                    results[name] = bench_latency.bench(
+                        _artifacts(results), rounds=1 if args.quick else 10, runs=50
+                    )
+                else:
+                    results[name] = bench_simplify.bench(_artifacts(results))
+            results[name]["seconds"] = round(time.perf_counter() - t, 1)
+            results[name]["foreign_cpu_share_whole"] = bench_load.share
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    results["foreign_cpu_share"] = load.share
+    results["quiet_gate"] = GATE.record()
+    results["source_at_end"] = source_state()  # others may edit convertctl/ while this runs
+    results["source_changed_during_run"] = results["source_at_end"] != results["source"]
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    print(f"\n[bench] {results['seconds']:.0f} s; results in {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
