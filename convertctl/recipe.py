@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from convertctl.errors import RecipeError
-from convertctl.schema import Strict, Tolerance
+from convertctl.quantize.spec import CalibrationSpec, QuantizeSpec
+from convertctl.schema import ImagePreprocess, Strict, Tolerance
 from convertctl.targets import registry
 
 RECIPE_VERSION = 1
@@ -56,29 +57,6 @@ class DimRange(Strict):
         opt = self.opt if self.opt is not None else self.min
         if not self.min <= opt <= self.max:
             raise ValueError(f"need min <= opt <= max, got {self.min}, {opt}, {self.max}")
-        return self
-
-
-class ImagePreprocess(Strict):
-    """value = (pixel * scale - mean) / std, pixel in 0..255, after resize (short side) and centre crop."""
-
-    resize: int = Field(256, ge=1)
-    crop: int = Field(224, ge=1)
-    color: Literal["RGB", "BGR"] = "RGB"
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    scale: float = 1.0
-    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0], min_length=1, max_length=3)
-    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=1, max_length=3)
-
-    @model_validator(mode="after")
-    def _sizes(self):
-        for key in ("mean", "std"):
-            if len(getattr(self, key)) not in (1, 3):
-                raise ValueError(f"{key} needs 1 value (all channels) or 3 (one per channel)")
-        if self.crop > self.resize:
-            raise ValueError(f"crop ({self.crop}) cannot be larger than resize ({self.resize})")
-        if any(s == 0 for s in self.std):
-            raise ValueError("std values must be non-zero")
         return self
 
 
@@ -148,11 +126,12 @@ def _default_tolerances() -> dict[str, Tolerance]:
     return {
         "fp32": Tolerance(min_cosine=0.9999, max_abs=1e-2, min_top1_agreement=1.0),
         "fp16": Tolerance(min_cosine=0.999, min_top1_agreement=0.9),
+        "int8": Tolerance(min_cosine=0.99, min_top1_agreement=0.9),
     }
 
 
 class Verify(Strict):
-    tolerances: dict[Literal["fp32", "fp16"], Tolerance] = Field(default_factory=_default_tolerances)
+    tolerances: dict[Literal["fp32", "fp16", "int8"], Tolerance] = Field(default_factory=_default_tolerances)
 
     @field_validator("tolerances")
     @classmethod
@@ -176,6 +155,8 @@ class Recipe(Strict):
     samples: Samples = Field(default_factory=Samples)
     export: ExportOptions = Field(default_factory=ExportOptions)
     optimize: OptimizeOptions = Field(default_factory=OptimizeOptions)
+    calibration: CalibrationSpec | None = None
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
     targets: list[TargetSpec] = Field(default_factory=list)
     stages: list[Literal["export", "check", "optimize", "build"]] = Field(default_factory=lambda: list(STAGES))
     verify: Verify = Field(default_factory=Verify)
@@ -197,6 +178,11 @@ class Recipe(Strict):
             self.stages = [s for s in self.stages if s != "build"]  # default: build only when targets are given
         if "build" in self.stages and not self.targets:
             raise ValueError("stage 'build' needs at least one entry in 'targets'")
+        int8 = [t.id for t in self.targets if t.precision == "int8"]
+        if int8 and self.calibration is None:
+            raise ValueError(f"int8 targets ({', '.join(int8)}) need a 'calibration' section (calibration.data)")
+        if self.calibration and self.calibration.input and names and self.calibration.input not in names:
+            raise ValueError(f"calibration.input {self.calibration.input!r} is not one of the inputs {names}")
         ids = [t.id for t in self.targets]
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -216,6 +202,10 @@ class Recipe(Strict):
             if target.endswith(".py") and not Path(target).is_absolute():
                 self.source.factory = f"{(base / target).resolve()}:{attr}"
         self.samples.images = fix(self.samples.images)
+        if self.calibration is not None:
+            self.calibration.data = fix(self.calibration.data)
+            if isinstance(self.calibration.labels, Path):
+                self.calibration.labels = fix(self.calibration.labels)
         self.output = fix(self.output)
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Precision = Literal["fp32", "fp16"]
+Precision = Literal["fp32", "fp16", "int8"]
 
 
 class Strict(BaseModel):
@@ -21,6 +21,31 @@ class Tolerance(Strict):
     min_cosine: float | None = Field(None, ge=-1, le=1)
     max_abs: float | None = Field(None, ge=0)
     min_top1_agreement: float | None = Field(None, ge=0, le=1)
+    min_sqnr_db: float | None = None  # signal-to-quantization-noise ratio of each output, in dB
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1)  # top-1 accuracy points lost (needs labels), 0.005 = 0.5
+
+
+class ImagePreprocess(Strict):
+    """value = (pixel * scale - mean) / std, pixel in 0..255, after resize (short side) and centre crop."""
+
+    resize: int = Field(256, ge=1)
+    crop: int = Field(224, ge=1)
+    color: Literal["RGB", "BGR"] = "RGB"
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    scale: float = 1.0
+    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0], min_length=1, max_length=3)
+    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) not in (1, 3):
+                raise ValueError(f"{key} needs 1 value (all channels) or 3 (one per channel)")
+        if self.crop > self.resize:
+            raise ValueError(f"crop ({self.crop}) cannot be larger than resize ({self.resize})")
+        if any(s == 0 for s in self.std):
+            raise ValueError("std values must be non-zero")
+        return self
 
 
 class TargetOptions(Strict):

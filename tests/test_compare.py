@@ -57,3 +57,13 @@ def test_no_tolerance_is_informative():
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     cmp = compare("ref", ["y"], [a], [a + 1])
     assert cmp.passed is None and cmp.outputs["y"].max_abs == pytest.approx(1.0)
+
+
+def test_sqnr_known_value():
+    ref = np.array([3.0, 4.0], np.float32)  # |ref|^2 = 25
+    act = np.array([3.0, 4.5], np.float32)  # noise 0.25 -> SQNR = 10*log10(100) = 20 dB
+    m = output_metrics(ref, act)
+    assert m.sqnr_db == pytest.approx(20.0, abs=1e-4)
+    cmp = compare("ref", ["y"], [ref], [act], Tolerance(min_sqnr_db=30))
+    assert cmp.passed is False and "SQNR 20.0 dB < 30" in cmp.failures[0]
+    assert output_metrics(ref, ref.copy()).sqnr_db is None  # identical: infinite SQNR, recorded as None

@@ -17,6 +17,8 @@ def output_metrics(reference: np.ndarray, actual: np.ndarray) -> OutputMetrics:
     finite = bool(np.isfinite(act).all())
     denom = np.linalg.norm(ref) * np.linalg.norm(act)
     cosine = float(ref @ act / denom) if denom > 0 else (1.0 if np.array_equal(ref, act) else 0.0)
+    noise = float(np.sum((ref - act) ** 2))
+    sqnr = 10 * np.log10(float(np.sum(ref**2)) / noise) if noise > 0 and np.any(ref) else None
     top1 = None
     # Classifier-like output [N, C]: how often the arg-max class is the same.
     if reference.ndim == 2 and reference.shape[1] > 1:
@@ -27,6 +29,7 @@ def output_metrics(reference: np.ndarray, actual: np.ndarray) -> OutputMetrics:
         mean_abs=float(diff.mean()) if diff.size else 0.0,
         max_rel=float((diff / np.maximum(np.abs(ref), 1e-6)).max()) if diff.size else 0.0,
         cosine=cosine,
+        sqnr_db=None if sqnr is None else float(sqnr),
         top1_agreement=top1,
         finite=finite,
     )
@@ -57,6 +60,8 @@ def compare(
             continue
         if tolerance.min_cosine is not None and m.cosine < tolerance.min_cosine:
             failures.append(f"{name}: cosine {m.cosine:.6f} < {tolerance.min_cosine}")
+        if tolerance.min_sqnr_db is not None and m.sqnr_db is not None and m.sqnr_db < tolerance.min_sqnr_db:
+            failures.append(f"{name}: SQNR {m.sqnr_db:.1f} dB < {tolerance.min_sqnr_db} dB")
         if tolerance.max_abs is not None and m.max_abs > tolerance.max_abs:
             failures.append(f"{name}: max abs error {m.max_abs:.3g} > {tolerance.max_abs}")
         if (tolerance.min_top1_agreement is not None and m.top1_agreement is not None

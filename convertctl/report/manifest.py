@@ -29,6 +29,7 @@ class OutputMetrics(BaseModel):
     mean_abs: float | None = None
     max_rel: float | None = None
     cosine: float | None = None
+    sqnr_db: float | None = None  # 10*log10(|ref|^2 / |ref-actual|^2); None when identical
     top1_agreement: float | None = None
     finite: bool = True
     error: str | None = None

@@ -1,0 +1,1 @@
+"""Quantization: calibration data, one calibration table, per-target Q/DQ / NNCF / FP16 emission."""
