@@ -94,6 +94,9 @@ class Run:
         self.samples_path = self.dir / "samples.npz"
         samples.save(self.samples_path)
         self.feeds = samples.feeds
+        from convertctl.data.batching import chunk_size
+
+        self.chunk = chunk_size(self.inputs, self.recipe.dims)
         self.samples_record = SamplesRecord(
             description=samples.description, sha256=samples.sha256,
             shapes={k: list(v.shape) for k, v in samples.feeds.items()}, notes=samples.notes,
@@ -112,7 +115,7 @@ class Run:
         frontend = onnx_frontend if self.recipe.source.framework == "onnx" else torch_frontend
         work = self.dir / "export"
         work.mkdir()
-        result = frontend.export(self.recipe, self.samples_path, work)
+        result = frontend.export(self.recipe, self.samples_path, work, self.chunk)
         self.onnx = result.onnx
         self.onnx_label = "exported"
         self.reference = result.reference
@@ -123,7 +126,7 @@ class Run:
         # ONNX Runtime's outputs of the model in flight: the parity baseline of every later step
         self.onnx_outputs = result.reference
         if result.verify_export:
-            actual = run_session(session(self.onnx), self.feeds)
+            actual = run_session(session(self.onnx), self.feeds, self.chunk)
             self.onnx_outputs = actual
             cmp = compare(result.reference_name, self.output_names, result.reference, actual,
                           self._tolerance("fp32"))
@@ -172,7 +175,7 @@ class Run:
         src, dst = self.onnx, self.dir / "optimize" / "model.onnx"
         dst.parent.mkdir()
         result = guarded_pass(tool, partial(simplify, tool=tool), src, dst, self.feeds, self.output_names,
-                              self._tolerance("fp32"), before=self.onnx_outputs)
+                              self._tolerance("fp32"), before=self.onnx_outputs, chunk=self.chunk)
         self.onnx_outputs = result.outputs
         findings = result.findings
         if result.status == "ok":
@@ -186,6 +189,7 @@ class Run:
             details=result.details, verification=result.verification))
 
     def _build_target(self, spec):
+        from convertctl.data.batching import run_in_chunks
         from convertctl.evaluate.compare import compare
         from convertctl.targets import registry
 
@@ -206,7 +210,7 @@ class Run:
             record.files = self._files(folder / f for f in built.files)
             runner = target.open(folder, spec, built.settings)  # load back from disk: verify what ships
             record.effective = runner.effective
-            actual = runner.run(self.feeds)
+            actual = run_in_chunks(runner.run, self.feeds, self.chunk)
             gate = compare(self.reference_name, self.output_names, self.reference, actual,
                            self._tolerance(spec.precision, spec.tolerance))
             record.verification = [gate, compare(f"onnx ({self.onnx_label})", self.output_names, self.onnx_outputs,

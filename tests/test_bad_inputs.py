@@ -133,6 +133,6 @@ def test_precision_without_target(tmp_path):
 
 
 def test_brackets_in_messages_survive_the_terminal(tmp_path, write_recipe):
-    recipe = write_recipe(small_cnn_recipe(verify={"tolerances": {"int8": {"min_cosine": 0.9}}}))
+    recipe = write_recipe(small_cnn_recipe(verify={"tolerances": {"int4": {"min_cosine": 0.9}}}))
     res = run_cli("recipe", "validate", recipe)
-    assert_clean_error(res, EXIT_USAGE, "verify.tolerances.int8 (the key itself)", "'fp32' or 'fp16'")
+    assert_clean_error(res, EXIT_USAGE, "verify.tolerances.int4 (the key itself)", "'fp16' or 'int8'")

@@ -223,3 +223,15 @@ def test_flags_change_one_key_of_a_recipe_section(models_file, tmp_path, write_r
     export = res.json()["stages"][0]
     assert export["details"]["exporter"] == "legacy" and export["details"]["opset"] == 17
     assert list(export["verification"][0]["outputs"]) == ["scores"]
+
+
+def test_fixed_batch_model_is_verified_in_chunks(models_file, tmp_path, write_recipe):
+    recipe = write_recipe(small_cnn_recipe(inputs=[{"name": "image", "shape": [1, 3, 32, 32]}], samples={"count": 3},
+                                           targets=[{"runtime": "openvino"}, {"runtime": "onnxruntime"}]))
+    res = run_cli("run", recipe, "--json")
+    assert res.code == 0, res.stderr
+    m = res.json()
+    assert m["samples"]["shapes"] == {"image": [3, 3, 32, 32]}  # 3 samples, run one at a time
+    for a in m["artifacts"]:
+        out = next(iter(a["verification"][0]["outputs"].values()))
+        assert out["shape"] == [3, 10] and out["cosine"] > 0.99999

@@ -51,17 +51,27 @@ def test_random_inputs_respect_dtype_range_and_fixed_batch():
     inputs = [InputSpec(name="x", shape=[2, "seq"], dtype="float32", range=(-3, -2)),
               InputSpec(name="ids", shape=[2, "seq"], dtype="int64", range=(0, 9))]
     s = build_samples(inputs, {"seq": DimRange(min=4, opt=7, max=9)}, Samples(count=8))
-    assert s.feeds["x"].shape == (2, 7) and s.feeds["ids"].shape == (2, 7)  # opt of the symbolic dim
+    assert s.feeds["x"].shape == (8, 7) and s.feeds["ids"].shape == (8, 7)  # opt of the symbolic dim
     assert s.feeds["x"].min() >= -3 and s.feeds["x"].max() <= -2
     assert s.feeds["ids"].dtype == np.int64 and s.feeds["ids"].max() <= 9
-    assert any("changed to 2" in n for n in s.notes)  # a fixed first dim sets the sample count, and says so
+    assert s.notes == []  # 8 samples run as 4 batches of the fixed batch 2
 
 
-def test_fixed_batch_larger_than_count_and_dynamic_max():
+def test_fixed_batch_needs_a_multiple_and_chunks_follow_the_model():
+    from convertctl.data.batching import chunk_size, run_in_chunks
+
     s = build_samples([InputSpec(name="x", shape=[4, 3])], {}, Samples(count=2))
     assert s.feeds["x"].shape == (4, 3) and "changed to 4" in s.notes[0]
-    s = build_samples([InputSpec(name="x", shape=["b", 3])], {"b": DimRange(max=3)}, Samples(count=8))
-    assert s.feeds["x"].shape == (3, 3) and "reduced to 3, the max of dim 'b'" in s.notes[0]
+    s = build_samples([InputSpec(name="x", shape=[4, 3])], {}, Samples(count=10))
+    assert s.feeds["x"].shape == (8, 3) and "changed to 8" in s.notes[0]
+    dims = {"b": DimRange(max=3)}
+    s = build_samples([InputSpec(name="x", shape=["b", 3])], dims, Samples(count=8))
+    assert s.feeds["x"].shape == (8, 3) and s.notes == []
+    chunk = chunk_size([InputSpec(name="x", shape=["b", 3])], dims)
+    seen = []
+    out = run_in_chunks(lambda f: (seen.append(len(f["x"])), [f["x"] * 2])[1], s.feeds, chunk)
+    assert chunk == 3 and seen == [3, 3, 2]  # the model never sees more than its max batch
+    assert np.array_equal(out[0], s.feeds["x"] * 2)
 
 
 def test_unknown_samples_input():

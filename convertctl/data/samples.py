@@ -14,7 +14,7 @@ from convertctl.errors import UsageError
 
 @dataclass
 class SampleSet:
-    feeds: dict[str, np.ndarray]
+    feeds: dict[str, np.ndarray]  # every sample stacked along dim 0
     description: str
     sha256: str
     notes: list[str] = field(default_factory=list)
@@ -37,18 +37,16 @@ def _hash(feeds: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _batch(inputs, dims, samples) -> tuple[int, list[str]]:
-    """Samples go in one batch along dim 0. A fixed first dim sets the count; a dynamic one caps it
-    at its `max`. Either change is said in the notes."""
+def _batch(inputs, samples) -> tuple[int, list[str]]:
+    """Samples are stacked along dim 0 and run in chunks the model accepts (data/batching.py).
+    A fixed first dim b needs a multiple of b: the count is rounded down (at least b), and says so."""
     count, notes = samples.count, []
     for spec in inputs:
         first = spec.shape[0]
-        if isinstance(first, int) and first != count:
-            notes.append(f"samples.count {count} changed to {first}: input {spec.name!r} has a fixed first dim of {first}")
-            count = first
-        elif isinstance(first, str) and dims[first].max < count:
-            notes.append(f"samples.count {count} reduced to {dims[first].max}, the max of dim {first!r}")
-            count = dims[first].max
+        if isinstance(first, int) and count % first:
+            new = max(first, count - count % first)
+            notes.append(f"samples.count {count} changed to {new}: input {spec.name!r} has a fixed first dim of {first}")
+            count = new
     return count, notes
 
 
@@ -59,7 +57,7 @@ def build_samples(inputs, dims, samples) -> SampleSet:
     names = [spec.name for spec in inputs]
     if samples.input and samples.input not in names:
         raise UsageError(f"samples.input {samples.input!r} is not an input of the model; its inputs are {names}")
-    count, notes = _batch(inputs, dims, samples)
+    count, notes = _batch(inputs, samples)
     rng = np.random.default_rng(samples.seed)
     image_input = (samples.input or inputs[0].name) if samples.images else None
     feeds: dict[str, np.ndarray] = {}

@@ -16,7 +16,7 @@ def _one_line(exc: Exception) -> str:
     return (text[:400] + " ...") if len(text) > 400 else (text or type(exc).__name__)
 
 
-def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
+def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) -> ExportResult:
     from convertctl.data.samples import load_feeds
     from convertctl.targets.onnxruntime import run_session, session
 
@@ -34,7 +34,7 @@ def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
         raise SourceModelError(f"ONNX Runtime cannot load {src}: {_one_line(exc)}") from None
     feeds = load_feeds(samples_path)
     try:
-        reference = run_session(sess, feeds)
+        reference = run_session(sess, feeds, chunk)
     except Exception as exc:
         shapes = ", ".join(f"{k}: {list(v.shape)} {v.dtype}" for k, v in feeds.items())
         raise SourceModelError(f"the model rejected the sample inputs ({shapes}): {_one_line(exc)}",

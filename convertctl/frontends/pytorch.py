@@ -10,7 +10,7 @@ from convertctl.frontends.result import ExportResult, load_reference
 from convertctl.model import describe
 
 
-def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
+def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) -> ExportResult:
     onnx_path = workdir / "model.onnx"
     reference = workdir / "reference.npz"
     request = {
@@ -30,6 +30,7 @@ def export(recipe, samples_path: Path, workdir: Path) -> ExportResult:
         "samples": os.path.relpath(samples_path, workdir),
         "onnx": onnx_path.name,
         "reference": reference.name,
+        "chunk": chunk,  # the model's batch limit: reference outputs are computed this many samples at a time
     }
     result = run_child("convertctl.frontends.torch_worker", request, workdir, "export")
     details = {k: result[k] for k in ("exporter", "attempts", "torch", "parameters_bytes", "external_data")}

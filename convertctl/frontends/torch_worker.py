@@ -142,11 +142,15 @@ def work(request: dict) -> dict:
     model = build_model(request["source"])
     model.eval()
     with np.load(request["samples"]) as data:
-        args = [torch.from_numpy(np.ascontiguousarray(data[s["name"]])) for s in request["inputs"]]
-    shapes = ", ".join(f"{s['name']}: {list(a.shape)} {a.dtype}" for s, a in zip(request["inputs"], args, strict=False))
+        arrays = [np.ascontiguousarray(data[s["name"]]) for s in request["inputs"]]
+    chunk = request.get("chunk") or len(arrays[0])
+    args = [torch.from_numpy(a[:chunk]) for a in arrays]  # example inputs for the exporter: one chunk
+    shapes = ", ".join(f"{s['name']}: {list(a.shape)} {a.dtype}" for s, a in zip(request["inputs"], args, strict=True))
     try:
         with torch.inference_mode():
-            outputs = flatten(model(*args))
+            parts = [flatten(model(*[torch.from_numpy(a[i:i + chunk]) for a in arrays]))
+                     for i in range(0, len(arrays[0]), chunk)]
+            outputs = [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
     except ChildError:
         raise
     except Exception as exc:

@@ -24,12 +24,12 @@ class GuardedResult:
 
 
 def guarded_pass(name: str, transform: Callable[[Path, Path], dict], src: Path, dst: Path, feeds, output_names,
-                 tolerance, before: list | None = None) -> GuardedResult:
+                 tolerance, before: list | None = None, chunk: int | None = None) -> GuardedResult:
     """`before`: the input model's ONNX Runtime outputs on `feeds`, when the caller already has them."""
     from convertctl.targets.onnxruntime import run_session, session
 
     if before is None:
-        before = run_session(session(src), feeds)
+        before = run_session(session(src), feeds, chunk)
     try:
         details = transform(src, dst)
     except ConvertctlError:
@@ -37,7 +37,7 @@ def guarded_pass(name: str, transform: Callable[[Path, Path], dict], src: Path, 
     except Exception as exc:  # the input model still stands: a failing pass is not fatal
         return GuardedResult("rolled_back", src, {"pass": name},
                              [f"{name} failed and was rolled back: {type(exc).__name__}: {exc}"[:500]], outputs=before)
-    after = run_session(session(dst), feeds)
+    after = run_session(session(dst), feeds, chunk)
     cmp = compare(f"onnx before {name}", output_names, before, after, tolerance)
     if cmp.passed is False:
         rejected = dst.with_name(dst.stem + ".rejected.onnx")

@@ -42,9 +42,16 @@ def session(model_path: Path, level: str = "all", threads: int | None = None):
     return ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def run_session(sess, feeds: Feeds) -> list[np.ndarray]:
+def run_session(sess, feeds: Feeds, chunk: int | None = None) -> list[np.ndarray]:
+    """Run all samples, `chunk` at a time along dim 0 (the model's batch limit)."""
+    from convertctl.data.batching import run_in_chunks
+
     names = {i.name for i in sess.get_inputs()}
-    return [np.asarray(o) for o in sess.run(None, {k: v for k, v in feeds.items() if k in names})]
+
+    def run(part):
+        return [np.asarray(o) for o in sess.run(None, {k: v for k, v in part.items() if k in names})]
+
+    return run_in_chunks(run, feeds, chunk)
 
 
 def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path) -> BuiltArtifact:
