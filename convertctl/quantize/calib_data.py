@@ -33,7 +33,8 @@ from convertctl.errors import UsageError
 
 TENSOR_SUFFIXES = {".npy", ".npz"}
 HASH_VERSION = 1
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # hashing reads
+_SKIP_CHUNK = 1 << 16  # skipping unused samples of a compressed .npz member
 
 
 @dataclass
@@ -96,7 +97,7 @@ class CalibrationData:
         self.pre = None
         if self.kind == "image":
             self.pre = spec.preprocess or preprocess_default
-            self.channels, self.sample_shape = _image_shape(self.input, self.pre, dims)
+            self.channels = _image_channels(self.input, self.pre, dims)
         else:
             for f in files:
                 _read_header(f, self.input.name)
@@ -107,10 +108,6 @@ class CalibrationData:
         self.num_calibration = sum(len(p.indices) for p in self._calibration)
         self.num_evaluation = sum(len(p.indices) for p in self._evaluation)
         self._check_and_hash()
-        first = self.input.shape[0]
-        if isinstance(first, int) and first != 1:
-            self.notes.append(f"input {self.input.name!r} has a fixed batch of {first}: samples come with a batch "
-                              f"of 1, feed the model with batches(..., {first})")
         total = sum(f.count for f in files)
         what = f"{total} images" if self.kind == "image" else \
             f"{total} samples in {len(files)} tensor file{'s' if len(files) > 1 else ''}"
@@ -146,6 +143,10 @@ class CalibrationData:
             for f in files:
                 f.label = index[f.rel.split("/")[0]]
             return classes, f"{len(classes)} classes from the sub-folders of {self.data}"
+        outside = [f.rel for f in files if "/" not in f.rel]
+        if not self.single_file and len(outside) < len(files):
+            self.notes.append(f"no labels: {len(outside)} of {len(files)} files sit directly in {self.data} "
+                              f"(e.g. {outside[0]}), outside a class folder")
         return None, "none (no class folders, no labels file)"
 
     # ------------------------------------------------------------------ split
@@ -177,7 +178,7 @@ class CalibrationData:
         if available < spec.num_samples:
             total = sum(f.count for f in files)
             where = f"the file {self.data}" if self.single_file else f"the folder {self.data}"
-            in_files = "" if total == len(files) else f" in {len(files)} files"
+            in_files = "" if total == len(files) or self.single_file else f" in {len(files)} files"
             self.notes.append(f"asked for {spec.num_samples} calibration samples, {where} holds {total}{in_files}: "
                               f"using {available} for calibration, {total - available} held out for evaluation")
         if self.single_file:  # one part per split, indices ascending (sequential reads)
@@ -506,7 +507,7 @@ class _Reader:
                 self._open_stream()
             skip = (i - self.position) * size
             while skip > 0:
-                got = len(self.stream.read(min(skip, _CHUNK)))
+                got = len(self.stream.read(min(skip, _SKIP_CHUNK)))
                 if got == 0:
                     raise EOFError("unexpected end of data")
                 skip -= got
@@ -529,9 +530,9 @@ class _Reader:
 # ---------------------------------------------------------------------- images
 
 
-def _image_shape(spec, pre, dims) -> tuple[int, tuple[int, ...]]:
-    """Channel count (1 or 3) the images are converted to, and the per-sample shape; refuse inputs that
-    images preprocessed this way cannot feed."""
+def _image_channels(spec, pre, dims) -> int:
+    """Channel count (1 or 3) the images are converted to; refuse inputs that images preprocessed this way
+    cannot feed."""
     shape = spec.shape
     per_image = "[C, crop, crop]" if pre.layout == "NCHW" else "[crop, crop, C]"
     if len(shape) != 4:
@@ -556,7 +557,7 @@ def _image_shape(spec, pre, dims) -> tuple[int, tuple[int, ...]]:
     if channels == 1 and (len(set(pre.mean)) > 1 or len(set(pre.std)) > 1):
         raise UsageError(f"input {spec.name!r} takes 1 channel (grayscale) but the preprocessing has per-channel "
                          f"mean {pre.mean} / std {pre.std}: give one value each")
-    return channels, expected
+    return channels
 
 
 def _preprocess_gray(path: Path, pre) -> np.ndarray:

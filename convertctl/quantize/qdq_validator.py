@@ -29,12 +29,15 @@ WARNING = "warning"
 MODEL = "<model>"  # the node name used for findings about the whole model
 
 RULES: dict[str, str] = {
-    "QDQ001": "INT8/INT4 Q/DQ must be symmetric (zero-point 0); UINT8 Q/DQ is not a TensorRT type [WQ][OPS][ONNX-TRT]",
+    "QDQ001": "INT8/INT4 Q/DQ must be symmetric (zero-point 0); UINT8 Q/DQ is not a TensorRT type; a Q without "
+    "zero-point is UINT8 in ONNX but INT8 in TensorRT (warning) [WQ][OPS][ONNX-TRT]",
     "QDQ002": "scales positive, finite, non-zero build-time constants; zero-points constants [OPS][ONNX-TRT]",
     "QDQ003": "weights quantized per-channel on the output-channel axis [EQ: ONNX Support; placement recs]",
     "QDQ004": "activations quantized per-tensor (scalar scale) [EQ: placement recs][ONNX-TRT]",
-    "QDQ005": "Q/DQ come in Q->DQ pairs on activations; no dangling Q or DQ [EQ: processing of Q/DQ networks]",
-    "QDQ006": "the Q and DQ of a pair use the same scale and zero-point [EQ]",
+    "QDQ005": "Q/DQ come in Q->DQ pairs on activations; no dangling Q or DQ "
+    "[EQ: TensorRT Processing of Q/DQ Networks - a Q/DQ pair on each input of a quantizable layer]",
+    "QDQ006": "the Q and DQ of a pair use the same scale and zero-point (one fake-quantizer exports one pair; "
+    "TensorRT's Q/DQ rewrites compare scales for equality) [EQ: ONNX Support; Q/DQ Limitations]",
     "QDQ007": "placement: quantize all inputs of weighted ops; quantize the residual input of skip-connection "
     "Adds, not the weighted op's output [EQ: Q/DQ Layer-Placement Recommendations]",
     "QDQ008": "per-channel Q/DQ (axis attribute) needs opset >= 13 [EQ: ONNX Support]",
@@ -114,10 +117,10 @@ def validate_qdq(model_or_path) -> QDQReport:
     if isinstance(model_or_path, (str, Path)):
         from convertctl.model import load_proto
 
-        model = load_proto(Path(model_or_path), with_weights=True)
-    else:
-        model = model_or_path
-    return _Validator(model).run()
+        path = Path(model_or_path)
+        # weights stay on disk: only the small scale/zero-point tensors are read (see _Validator.const)
+        return _Validator(load_proto(path, with_weights=False), base_dir=str(path.parent)).run()
+    return _Validator(model_or_path).run()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -158,25 +161,29 @@ class _QDQ:
         self.block_size = attrs["block_size"].i if "block_size" in attrs else 0
         self.output_dtype = attrs["output_dtype"].i if "output_dtype" in attrs else 0
         self.scale = v.const(self.scale_name) if self.scale_name else None
+        shape = None if self.scale is None else list(np.shape(self.scale))
+        self.scale_shape = (
+            shape if shape is not None or not self.scale_name else v.const_shape(self.scale_name)
+        )
         self.zp = v.const(self.zp_name) if self.zp_name else None
         # weight: the quantized tensor is a constant (pre-quantized weight DQ, or fake-quant Q on a float weight,
-        # or the DQ after such a Q)
-        self.data_const = v.const(self.data)
+        # or the DQ after such a Q). Only its shape is read, never its (possibly large) values.
+        self.data_is_const = v.is_constant(self.data)
         src = v.producer.get(self.data)
         self.source_q = src if (src is not None and src.op_type == _Q) else None
-        if self.data_const is not None:
+        self.weight_shape: list[int] | None = None
+        if self.data_is_const:
             self.is_weight = True
-            self.weight = self.data_const
-        elif self.source_q is not None and v.const(self.source_q.input[0]) is not None:
+            self.weight_shape = v.const_shape(self.data)
+        elif self.source_q is not None and v.is_constant(self.source_q.input[0]):
             self.is_weight = True
-            self.weight = v.const(self.source_q.input[0])
+            self.weight_shape = v.const_shape(self.source_q.input[0])
         else:
             self.is_weight = False
-            self.weight = None
 
     @property
     def scale_size(self) -> int | None:
-        return None if self.scale is None else int(np.asarray(self.scale).size)
+        return None if self.scale_shape is None else int(np.prod(self.scale_shape, dtype=np.int64))
 
     @property
     def per_channel(self) -> bool:
@@ -184,18 +191,21 @@ class _QDQ:
 
     @property
     def blocked(self) -> bool:
-        return self.block_size > 0 or (self.scale is not None and np.ndim(self.scale) >= 2 and self.per_channel)
+        return self.block_size > 0 or (
+            self.scale_shape is not None and len(self.scale_shape) >= 2 and self.per_channel
+        )
 
     def norm_axis(self) -> int | None:
-        rank = None if self.weight is None else np.ndim(self.weight)
+        rank = None if self.weight_shape is None else len(self.weight_shape)
         if self.axis >= 0:
             return self.axis
         return None if rank is None else self.axis + rank
 
 
 class _Validator:
-    def __init__(self, model):
+    def __init__(self, model, base_dir: str = ""):
         self.model = model
+        self.base_dir = base_dir  # where external-data files of scales/zero-points live
         graph = model.graph
         self.graph = graph
         self.nodes = list(graph.node)
@@ -238,7 +248,7 @@ class _Validator:
         value = None
         if name in self.initializers:
             try:
-                value = numpy_helper.to_array(self.initializers[name])
+                value = numpy_helper.to_array(self.initializers[name], base_dir=self.base_dir)
             except Exception:  # external data not loaded, exotic type: known constant, unknown value
                 value = None
         else:
@@ -247,7 +257,11 @@ class _Validator:
                 try:
                     attr = node.attribute[0]
                     raw = helper.get_attribute_value(attr)
-                    value = numpy_helper.to_array(raw) if attr.name in ("value", "sparse_value") else np.asarray(raw)
+                    value = (
+                        numpy_helper.to_array(raw)
+                        if attr.name in ("value", "sparse_value")
+                        else np.asarray(raw)
+                    )
                     if attr.name == "sparse_value":
                         value = None
                 except Exception:
@@ -273,6 +287,21 @@ class _Validator:
         if node is not None and node.op_type == "Identity":
             return self.elem_type(node.input[0])
         return self.value_types.get(name)
+
+    def const_shape(self, name: str) -> list[int] | None:
+        """The shape of a constant tensor, read from its metadata (weights are not loaded)."""
+        if name in self.initializers:
+            return list(self.initializers[name].dims)
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant" and node.attribute:
+            attr = node.attribute[0]
+            if attr.name == "value":
+                return list(attr.t.dims)
+            value = self.const(name)
+            return None if value is None else list(np.shape(value))
+        if node is not None and node.op_type == "Identity":
+            return self.const_shape(node.input[0])
+        return None
 
     def is_constant(self, name: str) -> bool:
         if name in self.initializers:
@@ -328,17 +357,31 @@ class _Validator:
 
     def check_opset(self, q: _QDQ) -> None:
         if self.opset and self.opset < 10:
-            self.add("QDQ008", ERROR, q.name, f"{q.node.op_type} needs opset >= 10; the model's opset is "
-                     f"{self.opset}. Re-export with opset 13 or newer")
+            self.add(
+                "QDQ008",
+                ERROR,
+                q.name,
+                f"{q.node.op_type} needs opset >= 10; the model's opset is "
+                f"{self.opset}. Re-export with opset 13 or newer",
+            )
             return
         if self.opset and self.opset < 13 and (q.per_channel or q.has_axis):
             what = f"a per-channel scale of {q.scale_size} values" if q.per_channel else "an 'axis' attribute"
-            self.add("QDQ008", ERROR, q.name, f"has {what}, but per-axis QuantizeLinear/DequantizeLinear (the axis "
-                     f"attribute) only exists from opset 13; the model's opset is {self.opset}. "
-                     "Re-export with opset >= 13")
+            self.add(
+                "QDQ008",
+                ERROR,
+                q.name,
+                f"has {what}, but per-axis QuantizeLinear/DequantizeLinear (the axis "
+                f"attribute) only exists from opset 13; the model's opset is {self.opset}. "
+                "Re-export with opset >= 13",
+            )
         if self.opset and self.opset < 21 and q.blocked:
-            self.add("QDQ008", ERROR, q.name, f"uses blocked quantization, which needs opset >= 21; the model's "
-                     f"opset is {self.opset}")
+            self.add(
+                "QDQ008",
+                ERROR,
+                q.name,
+                f"uses blocked quantization, which needs opset >= 21; the model's opset is {self.opset}",
+            )
 
     def check_type(self, q: _QDQ, by_node: dict[int, _QDQ]) -> None:
         t, implicit = self.qtype(q, by_node)
@@ -348,15 +391,25 @@ class _Validator:
             if implicit:
                 if not q.is_q:
                     return  # reported at the QuantizeLinear that has no zero-point
-                self.add("QDQ001", WARNING, q.name, "QuantizeLinear has no zero-point, which ONNX defines as UINT8 "
-                         "[0, 255]; TensorRT builds it as INT8 [-128, 127] instead, so TensorRT and ONNX Runtime "
-                         "disagree on negative values. Give it an INT8 zero-point 0")
+                self.add(
+                    "QDQ001",
+                    WARNING,
+                    q.name,
+                    "QuantizeLinear has no zero-point, which ONNX defines as UINT8 "
+                    "[0, 255]; TensorRT builds it as INT8 [-128, 127] instead, so TensorRT and ONNX Runtime "
+                    "disagree on negative values. Give it an INT8 zero-point 0",
+                )
             elif not (q.source_q is not None and not q.zp_name):  # a DQ inheriting it was reported at its Q
                 zp = "" if q.zp is None else f" (zero-point {_summary(q.zp)})"
-                self.add("QDQ001", ERROR, q.name, f"{q.node.op_type} is UINT8{zp}: asymmetric unsigned 8-bit "
-                         "quantization (ONNX Runtime's x86 default) is not TensorRT INT8, which is signed and "
-                         "symmetric (TensorRT's Q/DQ types are INT8, INT4, FP8, FP4). Re-quantize with "
-                         "activation_type=QInt8, weight_type=QInt8 and ActivationSymmetric/WeightSymmetric=True")
+                self.add(
+                    "QDQ001",
+                    ERROR,
+                    q.name,
+                    f"{q.node.op_type} is UINT8{zp}: unsigned 8-bit quantization "
+                    "(ONNX Runtime's asymmetric x86 default) is not TensorRT INT8, which is signed and "
+                    "symmetric; TensorRT's Q/DQ types are INT8, INT4, FP8 and FP4. Re-quantize with "
+                    "activation_type=QInt8, weight_type=QInt8 and ActivationSymmetric/WeightSymmetric=True",
+                )
             return
         if t in _SYMMETRIC_INT:
             if q.zp is not None:
@@ -365,9 +418,14 @@ class _Validator:
                 except (TypeError, ValueError):
                     nonzero = False
                 if nonzero:
-                    self.add("QDQ001", ERROR, q.name, f"{_type_name(t)} zero-point is {_summary(q.zp)}: TensorRT "
-                             "only supports symmetric quantization, the zero-point must be 0 everywhere. Re-quantize "
-                             "symmetrically (ONNX Runtime: ActivationSymmetric=True, WeightSymmetric=True)")
+                    self.add(
+                        "QDQ001",
+                        ERROR,
+                        q.name,
+                        f"{_type_name(t)} zero-point is {_summary(q.zp)}: TensorRT "
+                        "only supports symmetric quantization, the zero-point must be 0 everywhere. Re-quantize "
+                        "symmetrically (ONNX Runtime: ActivationSymmetric=True, WeightSymmetric=True)",
+                    )
             return
         if t in _TRT_FLOAT_Q:
             return
@@ -379,9 +437,11 @@ class _Validator:
                 if _BIAS_INPUT.get(c.op_type) == idx
             ]
             if bias_of:
-                hint = (f"this is the quantized bias of {', '.join(bias_of)}; TensorRT quantizes the bias itself "
-                        "and rejects INT32 DequantizeLinear - keep the bias float (ONNX Runtime: "
-                        "extra_options={'QuantizeBias': False})")
+                hint = (
+                    f"this is the quantized bias of {', '.join(bias_of)}; TensorRT quantizes the bias itself "
+                    "and rejects INT32 DequantizeLinear - keep the bias float (ONNX Runtime: "
+                    "extra_options={'QuantizeBias': False})"
+                )
         self.add("QDQ010", ERROR, q.name, f"{q.node.op_type} of type {_type_name(t)}: {hint}")
 
     def check_scale_zero_point(self, q: _QDQ) -> None:
@@ -389,9 +449,14 @@ class _Validator:
             self.add("QDQ002", ERROR, q.name, f"{q.node.op_type} has no scale input")
         elif q.scale is None:
             if not self.is_constant(q.scale_name):
-                self.add("QDQ002", ERROR, q.name, f"scale '{q.scale_name}' is computed at run time; TensorRT needs "
-                         "the scale as a build-time constant (an initializer or Constant node). Fold it "
-                         "(e.g. onnxslim / constant folding) or store the calibrated value")
+                self.add(
+                    "QDQ002",
+                    ERROR,
+                    q.name,
+                    f"scale '{q.scale_name}' is computed at run time; TensorRT needs "
+                    "the scale as a build-time constant (an initializer or Constant node). Fold it "
+                    "(e.g. onnxslim / constant folding) or store the calibrated value",
+                )
         else:
             s = np.asarray(q.scale)
             if s.size == 0:
@@ -408,56 +473,91 @@ class _Validator:
                 if np.any(f < 0):
                     bad.append("negative")
                 if bad:
-                    self.add("QDQ002", ERROR, q.name, f"scale '{q.scale_name}' has {' and '.join(bad)} values "
-                             f"({_summary(s)}); TensorRT requires every scale to be positive and finite - "
-                             "recalibrate (a zero scale usually means the tensor was constant during calibration)")
+                    self.add(
+                        "QDQ002",
+                        ERROR,
+                        q.name,
+                        f"scale '{q.scale_name}' has {' and '.join(bad)} values "
+                        f"({_summary(s)}); TensorRT requires every scale to be positive and finite - "
+                        "recalibrate (a zero scale usually means the tensor was constant during calibration)",
+                    )
         if q.zp_name and not self.is_constant(q.zp_name):
-            self.add("QDQ002", ERROR, q.name, f"zero-point '{q.zp_name}' is computed at run time; TensorRT needs "
-                     "it as a build-time constant (all zeros)")
+            self.add(
+                "QDQ002",
+                ERROR,
+                q.name,
+                f"zero-point '{q.zp_name}' is computed at run time; TensorRT needs "
+                "it as a build-time constant (all zeros)",
+            )
 
     def check_pairing(self, q: _QDQ, by_node: dict[int, _QDQ]) -> None:
         out = q.node.output[0] if q.node.output else ""
         users = self.consumers.get(out, [])
         if q.is_q:
             if out in self.outputs:
-                self.add("QDQ005", ERROR, q.name, f"the quantized tensor '{out}' is a model output; TensorRT "
-                         "expects every QuantizeLinear to be followed by a DequantizeLinear")
+                self.add(
+                    "QDQ005",
+                    ERROR,
+                    q.name,
+                    f"the quantized tensor '{out}' is a model output; TensorRT "
+                    "expects every QuantizeLinear to be followed by a DequantizeLinear",
+                )
             elif not users:
-                self.add("QDQ005", ERROR, q.name, "dangling QuantizeLinear: its output is not used; remove it or "
-                         "add the DequantizeLinear of the pair")
+                self.add(
+                    "QDQ005",
+                    ERROR,
+                    q.name,
+                    "dangling QuantizeLinear: its output is not used; remove it or "
+                    "add the DequantizeLinear of the pair",
+                )
             for user, _ in users:
                 if user.op_type != _DQ:
-                    self.add("QDQ005", ERROR, q.name, f"QuantizeLinear feeds {user.op_type} '{_name(user)}' "
-                             "directly; TensorRT expects Q->DQ pairs - insert the DequantizeLinear")
+                    self.add(
+                        "QDQ005",
+                        ERROR,
+                        q.name,
+                        f"QuantizeLinear feeds {user.op_type} '{_name(user)}' "
+                        "directly; TensorRT expects Q->DQ pairs - insert the DequantizeLinear",
+                    )
                 elif id(user) in by_node:
                     self.check_pair_params(q, by_node[id(user)])
             return
-        if q.data_const is None and q.source_q is None:
+        if not q.data_is_const and q.source_q is None:
             src = self.producer.get(q.data)
             origin = "a model input" if src is None else f"{src.op_type} '{_name(src)}'"
-            self.add("QDQ005", ERROR, q.name, f"DequantizeLinear of activation '{q.data}' (from {origin}) has no "
-                     "QuantizeLinear producer; TensorRT needs a Q->DQ pair on every quantized activation")
+            self.add(
+                "QDQ005",
+                ERROR,
+                q.name,
+                f"DequantizeLinear of activation '{q.data}' (from {origin}) has no "
+                "QuantizeLinear producer; TensorRT needs a Q->DQ pair on every quantized activation",
+            )
         if not users and out not in self.outputs:
             self.add("QDQ005", ERROR, q.name, "dangling DequantizeLinear: its output is not used")
 
     def check_pair_params(self, q: _QDQ, dq: _QDQ) -> None:
         diffs = []
-        if q.scale is not None and dq.scale is not None:
-            a = np.asarray(q.scale, np.float64).ravel()
-            b = np.asarray(dq.scale, np.float64).ravel()
-            if a.size != b.size or not np.allclose(a, b, rtol=1e-6, atol=0.0):
+        if q.scale is not None and dq.scale is not None and q.scale_name != dq.scale_name:
+            a = np.asarray(q.scale).astype(np.float64).ravel()
+            b = np.asarray(dq.scale).astype(np.float64).ravel()
+            if a.size != b.size or not np.allclose(a, b, rtol=1e-6, atol=0.0, equal_nan=True):
                 diffs.append(f"scale {_summary(b)} vs the Q's {_summary(a)}")
         zq = None if q.zp is None and q.zp_name else (np.zeros(1) if q.zp is None else q.zp)
         zd = None if dq.zp is None and dq.zp_name else (np.zeros(1) if dq.zp is None else dq.zp)
-        if zq is not None and zd is not None:
+        if zq is not None and zd is not None and not (q.zp_name and q.zp_name == dq.zp_name):
             same = _same_values(zq, zd)
             if not same:
                 diffs.append(f"zero-point {_summary(zd)} vs the Q's {_summary(zq)}")
         if q.per_channel and dq.per_channel and q.norm_axis() != dq.norm_axis():
             diffs.append(f"axis {dq.axis} vs the Q's {q.axis}")
         if diffs:
-            self.add("QDQ006", ERROR, dq.name, f"differs from its QuantizeLinear '{q.name}': {'; '.join(diffs)}. "
-                     "A Q/DQ pair must share one scale and zero-point (TensorRT fuses the pair and keeps one)")
+            self.add(
+                "QDQ006",
+                ERROR,
+                dq.name,
+                f"differs from its QuantizeLinear '{q.name}': {'; '.join(diffs)}. "
+                "A Q/DQ pair must share one scale and zero-point (TensorRT fuses the pair and keeps one)",
+            )
 
     def check_weight(self, q: _QDQ) -> None:
         if q.is_q:
@@ -465,39 +565,60 @@ class _Validator:
         for user, idx in self.consumers.get(q.node.output[0], []):
             if user.op_type not in _WEIGHTED or idx != 1:
                 continue
-            rank = np.ndim(q.weight)
-            expected, why = _expected_weight_axis(user, rank)
+            if q.weight_shape is None:
+                continue
+            dims = q.weight_shape
+            expected, why = _expected_weight_axis(user, len(dims))
             if expected is None:
                 continue
             label = f"{user.op_type} '{_name(user)}'"
             if q.blocked:
                 continue  # blocked (INT4/FP4 weight-only) quantization: no per-channel axis to check
             if not q.per_channel:
-                if q.scale is not None:
+                if q.scale_size == 1:
                     self.counts.per_tensor_weights += 1
-                    self.add("QDQ003", WARNING, q.name, f"weight of {label} is quantized per-tensor; TensorRT "
-                             f"recommends per-channel weights on the output-channel axis {expected} ({why}) for "
-                             "accuracy (ONNX Runtime: per_channel=True)")
+                    self.add(
+                        "QDQ003",
+                        WARNING,
+                        q.name,
+                        f"weight of {label} is quantized per-tensor; TensorRT "
+                        f"recommends per-channel weights on the output-channel axis {expected} ({why}) for "
+                        "accuracy (ONNX Runtime: per_channel=True)",
+                    )
                 continue
             self.counts.per_channel_weights += 1
             axis = q.norm_axis()
-            dims = list(np.shape(q.weight))
             if axis != expected:
-                self.add("QDQ003", ERROR, q.name, f"weight of {label} (shape {dims}) is quantized per-channel on "
-                         f"axis {q.axis}, but TensorRT needs the output-channel axis {expected} ({why}). "
-                         f"Re-quantize with axis={expected}")
+                self.add(
+                    "QDQ003",
+                    ERROR,
+                    q.name,
+                    f"weight of {label} (shape {dims}) is quantized per-channel on "
+                    f"axis {q.axis}, but TensorRT needs the output-channel axis {expected} ({why}). "
+                    f"Re-quantize with axis={expected}",
+                )
             elif q.scale_size != dims[expected]:
-                self.add("QDQ003", ERROR, q.name, f"weight of {label} (shape {dims}) has {q.scale_size} per-channel "
-                         f"scales on axis {expected}, but that axis has {dims[expected]} channels; the scale "
-                         "count must equal the number of output channels")
+                self.add(
+                    "QDQ003",
+                    ERROR,
+                    q.name,
+                    f"weight of {label} (shape {dims}) has {q.scale_size} per-channel "
+                    f"scales on axis {expected}, but that axis has {dims[expected]} channels; the scale "
+                    "count must equal the number of output channels",
+                )
 
     def check_activation(self, q: _QDQ) -> None:
-        if q.scale is None:
+        if q.scale_size is None:
             return
         if q.per_channel:
-            self.add("QDQ004", ERROR, q.name, f"activation '{q.data}' is quantized with {q.scale_size} scales "
-                     f"(per-channel, axis {q.axis}); TensorRT only supports per-tensor activation quantization "
-                     "- use one scalar scale")
+            self.add(
+                "QDQ004",
+                ERROR,
+                q.name,
+                f"activation '{q.data}' is quantized with {q.scale_size} scales "
+                f"(per-channel, axis {q.axis}); TensorRT only supports per-tensor activation quantization "
+                "- use one scalar scale",
+            )
         elif q.is_q:
             self.counts.per_tensor_activations += 1
 
@@ -516,32 +637,47 @@ class _Validator:
         for node in self.nodes:
             if node.op_type in _WEIGHTED and len(node.input) > 1:
                 roles = [("input", node.input[0]), ("weight", node.input[1])]
-                if node.op_type == "MatMul" and self.const(node.input[1]) is None and not from_dq(node.input[1]):
+                if (
+                    node.op_type == "MatMul"
+                    and not self.is_constant(node.input[1])
+                    and not from_dq(node.input[1])
+                ):
                     roles[1] = ("second input", node.input[1])
                 quant = [from_dq(t) for _, t in roles]
                 if any(quant) and not all(quant):
-                    done = [f"{r} '{t}'" for (r, t), qd in zip(roles, quant) if qd]
-                    missing = [f"{r} '{t}'" for (r, t), qd in zip(roles, quant) if not qd]
-                    self.add("QDQ007", WARNING, _name(node), f"{node.op_type} is only partly quantized: "
-                             f"{', '.join(done)} has Q/DQ but {', '.join(missing)} does not, so TensorRT cannot "
-                             "fuse it into an INT8 kernel; quantize all its inputs (data and weight) or none")
+                    done = [f"{r} '{t}'" for (r, t), qd in zip(roles, quant, strict=True) if qd]
+                    missing = [f"{r} '{t}'" for (r, t), qd in zip(roles, quant, strict=True) if not qd]
+                    self.add(
+                        "QDQ007",
+                        WARNING,
+                        _name(node),
+                        f"{node.op_type} is only partly quantized: "
+                        f"{', '.join(done)} has Q/DQ but {', '.join(missing)} does not, so TensorRT cannot "
+                        "fuse it into an INT8 kernel; quantize all its inputs (data and weight) or none",
+                    )
             if node.op_type != "Add" or len(node.input) != 2:
                 continue
             ins = list(node.input)
-            if any(self.const(t) is not None for t in ins):
+            if any(self.is_constant(t) for t in ins):
                 continue
             srcs = [self.producer.get(t) for t in ins]
             dq = [from_dq(t) for t in ins]
             fusable = [
-                s is not None and quantized_weighted(s) and sole_user(t, node) for s, t in zip(srcs, ins)
+                s is not None and quantized_weighted(s) and sole_user(t, node)
+                for s, t in zip(srcs, ins, strict=True)
             ]
             if not any(dq) and any(fusable):
                 i = fusable.index(True)
                 other = ins[1 - i]
-                self.add("QDQ007", WARNING, _name(node), f"residual Add: TensorRT can fuse it into the preceding "
-                         f"{srcs[i].op_type} '{_name(srcs[i])}', but its skip input '{other}' is not quantized, so "
-                         "the fused output stays floating point; add a Q/DQ pair on the residual input "
-                         f"'{other}' (TensorRT: 'quantize the residual input in skip-connections')")
+                self.add(
+                    "QDQ007",
+                    WARNING,
+                    _name(node),
+                    f"residual Add: TensorRT can fuse it into the preceding "
+                    f"{srcs[i].op_type} '{_name(srcs[i])}', but its skip input '{other}' is not quantized, so "
+                    "the fused output stays floating point; add a Q/DQ pair on the residual input "
+                    f"'{other}' (TensorRT: 'quantize the residual input in skip-connections')",
+                )
             elif all(dq):
                 for t in ins:
                     dqn = self.producer[t]
@@ -549,11 +685,21 @@ class _Validator:
                     if qn is None or qn.op_type != _Q or not sole_user(dqn.input[0], dqn):
                         continue
                     w = self.producer.get(qn.input[0])
-                    if w is not None and quantized_weighted(w) and sole_user(qn.input[0], qn) and sole_user(t, node):
-                        self.add("QDQ007", WARNING, _name(node), f"residual Add: the Q/DQ pair '{_name(qn)}' -> "
-                                 f"'{_name(dqn)}' between {w.op_type} '{_name(w)}' and the Add keeps TensorRT from "
-                                 f"fusing the Add into the {w.op_type}; quantize only the residual (skip) input and "
-                                 f"leave the {w.op_type} output unquantized")
+                    if (
+                        w is not None
+                        and quantized_weighted(w)
+                        and sole_user(qn.input[0], qn)
+                        and sole_user(t, node)
+                    ):
+                        self.add(
+                            "QDQ007",
+                            WARNING,
+                            _name(node),
+                            f"residual Add: the Q/DQ pair '{_name(qn)}' -> "
+                            f"'{_name(dqn)}' between {w.op_type} '{_name(w)}' and the Add keeps TensorRT from "
+                            f"fusing the Add into the {w.op_type}; quantize only the residual (skip) input and "
+                            f"leave the {w.op_type} output unquantized",
+                        )
                         break
 
 
