@@ -28,10 +28,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PY) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if '+cpu' in v or not torch.cuda.is_available() else 1)"
 	touch $(STAMP)
 
-data: install calib_data/images/.complete
+data: install calib_data/images/.complete calib_data/digits/.complete
 
 calib_data/images/.complete: calib_data/materialise.py
 	$(PY) calib_data/materialise.py calib_data/images
+
+calib_data/digits/.complete: calib_data/materialise_digits.py
+	$(PY) calib_data/materialise_digits.py calib_data
 
 demo: data
 	$(VENV)/bin/convertctl run $(RECIPE)

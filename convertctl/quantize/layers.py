@@ -1,0 +1,142 @@
+"""Per-layer quantization error: which layers to keep in higher precision.
+
+Both models (FP32 and quantized) expose every quantized layer's output; one run of each on the
+evaluation samples gives, per layer, the SQNR of its output against FP32 (accumulated error) and
+the SQNR of its float inputs. "Introduced" = input SQNR − output SQNR: the error this layer adds
+on top of what reached it, which is what ranks the layers (worst first). The source module is
+traced back through the weight's initializer name, which exporters derive from the module path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from convertctl.errors import require
+
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+EXACT_DB = 60.0
+
+
+def _sqnr(ref: np.ndarray, act: np.ndarray) -> float:
+    noise = float(np.sum((ref.astype(np.float64) - act.astype(np.float64)) ** 2))
+    signal = float(np.sum(ref.astype(np.float64) ** 2))
+    return 200.0 if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else -200.0)
+
+
+def _with_outputs(model, names: list[str]):
+    onnx = require("onnx", "onnx")
+    existing = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in existing:
+            model.graph.output.append(onnx.ValueInfoProto(name=name))
+    return model
+
+
+def _run(model, feeds, names: list[str]) -> dict[str, np.ndarray]:
+    ort = require("onnxruntime", "onnxruntime")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    inputs = {i.name for i in sess.get_inputs()}
+    outs = sess.run(names, {k: v for k, v in feeds.items() if k in inputs})
+    return dict(zip(names, outs, strict=True))
+
+
+def source_module(node, initializers: set[str]) -> str | None:
+    for name in node.input[1:2]:  # the weight input
+        base = name.removesuffix("_DequantizeLinear_Output")
+        if base in initializers or name in initializers:
+            return base.rsplit(".", 1)[0] if base.endswith((".weight", ".kernel")) else base
+    return None
+
+
+def _upstream_layers(model, layer_outputs: set[str]) -> dict[str, set[str]]:
+    """For each layer output, the nearest layer outputs upstream of its layer (through other nodes)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    result = {}
+    for out in layer_outputs:
+        found, seen, stack = set(), set(), list(producer[out].input)
+        while stack:
+            t = stack.pop()
+            if t in seen or t not in producer:
+                continue
+            seen.add(t)
+            if t in layer_outputs:
+                found.add(t)
+            else:
+                stack.extend(producer[t].input)
+        result[out] = found
+    return result
+
+
+def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray]) -> list[dict]:
+    """One row per quantized layer, worst (most error introduced) first."""
+    onnx = require("onnx", "onnx")
+    ref_model, q_model = onnx.load(str(fp32)), onnx.load(str(quantized))
+    q_outputs = {o for n in q_model.graph.node for o in n.output}
+    inits = {i.name for i in ref_model.graph.initializer}
+    q_inits = {i.name for i in q_model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in ref_model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+
+    def comparable(node) -> str | None:
+        """The layer's output, or that of the activation the quantizer folded into it (Conv -> Clip/Relu)."""
+        out = node.output[0]
+        while out not in q_outputs:
+            nxt = consumers.get(out, [])
+            if len(nxt) != 1 or nxt[0].op_type not in ("Clip", "Relu"):
+                return None
+            out = nxt[0].output[0]
+        return out
+
+    layers = [(n, comparable(n)) for n in ref_model.graph.node if n.op_type in LAYER_OPS]
+    layers = [(n, o) for n, o in layers if o is not None]
+    if not layers:
+        return []
+    outs = [o for _, o in layers]
+    # On the quantized side, compare what the next layer really receives: the tensor after its Q -> DQ
+    # pair (a folded Clip/Relu only takes effect there).
+    q_consumers: dict[str, list] = {}
+    for n in q_model.graph.node:
+        for t in n.input:
+            q_consumers.setdefault(t, []).append(n)
+
+    def dequantized(t: str) -> str:
+        for q in q_consumers.get(t, []):
+            if q.op_type == "QuantizeLinear":
+                for dq in q_consumers.get(q.output[0], []):
+                    if dq.op_type == "DequantizeLinear":
+                        return dq.output[0]
+        return t
+
+    q_names = [dequantized(o) for o in outs]
+    ref = _run(_with_outputs(ref_model, outs), feeds, outs)
+    act_q = _run(_with_outputs(q_model, q_names), feeds, q_names)
+    act = {o: act_q[q] for o, q in zip(outs, q_names, strict=True)}
+    sqnr = {o: _sqnr(ref[o], act[o]) for o in outs}
+    upstream = _upstream_layers(ref_model, set(outs))
+    rows = []
+    for node, out in layers:
+        # compare at layer outputs only: between layers the quantizer may fold nodes (e.g. Clip into Q)
+        # graph inputs arrive exact; beyond 60 dB an input's error is negligible, so cap there
+        sq_in = min([sqnr[u] for u in upstream[out]] + [EXACT_DB])
+        r, a = ref[out].ravel().astype(np.float64), act[out].ravel().astype(np.float64)
+        denom = np.linalg.norm(r) * np.linalg.norm(a)
+        rows.append({
+            "node": node.name, "op": node.op_type, "output": out,
+            "source": source_module(node, inits | q_inits),
+            "sqnr_db": round(float(sqnr[out]), 3), "input_sqnr_db": round(float(sq_in), 3),
+            "introduced_db": round(max(0.0, float(sq_in - sqnr[out])), 3),
+            "cosine": float(r @ a / denom) if denom > 0 else 1.0,
+        })
+    rows.sort(key=lambda row: (-row["introduced_db"], row["sqnr_db"]))
+    return rows
+
+
+def suggested_exclusions(rows: list[dict], count: int = 3, min_introduced_db: float = 3.0) -> list[str]:
+    """Node names to paste into `quantize.exclude_nodes`: the few layers that add the most error."""
+    return [r["node"] for r in rows[:count] if r["introduced_db"] >= min_introduced_db]
