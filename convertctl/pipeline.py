@@ -14,6 +14,8 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from convertctl import __version__
 from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_INTERNAL, EXIT_OK, ConvertctlError, install_hint
 from convertctl.report.manifest import (
@@ -32,6 +34,15 @@ class Reporter:
     def start(self, stage: str, detail: str = "") -> None: ...
 
     def finish(self, record: StageRecord | ArtifactRecord) -> None: ...
+
+
+def default_cache_dir() -> Path:
+    """$CONVERTCTL_CACHE, else $XDG_CACHE_HOME/convertctl, else ~/.cache/convertctl."""
+    import os
+
+    if os.environ.get("CONVERTCTL_CACHE"):
+        return Path(os.environ["CONVERTCTL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convertctl"
 
 
 def _now() -> str:
@@ -85,18 +96,34 @@ class Run:
 
     # -- stages ----------------------------------------------------------------------------------
     def _samples(self):
+        from convertctl.data.batching import chunk_size
         from convertctl.data.samples import build_samples
         from convertctl.model import describe
 
         source_io = describe(self.recipe.source.path) if self.recipe.source.framework == "onnx" else None
         self.inputs = _effective_inputs(self.recipe, source_io)
-        samples = build_samples(self.inputs, self.recipe.dims, self.recipe.samples)
+        self.chunk = chunk_size(self.inputs, self.recipe.dims)
+        self.calib, self.labels = None, None
         self.samples_path = self.dir / "samples.npz"
+        if self.recipe.calibration is not None:
+            from convertctl.quantize.calib_data import CalibrationData
+            from convertctl.quantize.stage import stack_samples
+
+            self.calib = CalibrationData(self.recipe.calibration, self.inputs, self.recipe.dims,
+                                         self.recipe.samples.preprocess)
+            self.messages.extend(self.calib.notes)
+            if self.calib.num_evaluation:  # the held-out split verifies every artifact (with labels, if any)
+                self.feeds, self.labels = stack_samples(self.calib.evaluation())
+                np.savez(self.samples_path, **self.feeds)
+                self.samples_record = SamplesRecord(
+                    description=f"{self.calib.num_evaluation} held-out samples: {self.calib.description}",
+                    sha256=self.calib.sha256, shapes={k: list(v.shape) for k, v in self.feeds.items()},
+                    notes=self.calib.notes)
+                return
+            self.messages.append("calibration.holdout gives no held-out samples: verifying on `samples` instead")
+        samples = build_samples(self.inputs, self.recipe.dims, self.recipe.samples)
         samples.save(self.samples_path)
         self.feeds = samples.feeds
-        from convertctl.data.batching import chunk_size
-
-        self.chunk = chunk_size(self.inputs, self.recipe.dims)
         self.samples_record = SamplesRecord(
             description=samples.description, sha256=samples.sha256,
             shapes={k: list(v.shape) for k, v in samples.feeds.items()}, notes=samples.notes,
@@ -188,10 +215,31 @@ class Run:
             inputs=self._files([src]), outputs=self._files(sorted(dst.parent.iterdir())), findings=findings,
             details=result.details, verification=result.verification))
 
+    def _quantize(self):
+        """Calibrate once and emit every precision the targets need (quantize/stage.py)."""
+        from convertctl.quantize.stage import run_quantize
+        from convertctl.targets import registry
+
+        needed = {registry.get(t.runtime).emission(t) for t in self.recipe.targets}
+        self.emissions = {"fp32": self.onnx}
+        if not needed - {"fp32"}:
+            return
+        self.reporter.start("quantize", ", ".join(sorted(needed - {"fp32"})))
+        cache = (self.recipe.calibration.cache if self.recipe.calibration and self.recipe.calibration.cache
+                 else default_cache_dir() / "calibration")
+        result = run_quantize(self.onnx, needed, self.calib, self.recipe, self.dir / "quantize", cache, self.feeds,
+                              self.output_names, self.onnx_outputs, self.chunk)
+        self.emissions = result.emissions
+        self._stage(StageRecord(name="quantize", status="ok", seconds=result.seconds, inputs=self._files([self.onnx]),
+                                outputs=self._files(result.outputs), findings=result.findings,
+                                details=result.details, verification=result.verification))
+
     def _build_target(self, spec):
         from convertctl.data.batching import run_in_chunks
+        from convertctl.evaluate.accuracy import accuracy_record
         from convertctl.evaluate.compare import compare
         from convertctl.targets import registry
+        from convertctl.targets.base import BuildContext
 
         target = registry.get(spec.runtime)
         record = ArtifactRecord(id=spec.id, runtime=spec.runtime, precision=spec.precision, status="ok")
@@ -204,15 +252,25 @@ class Run:
         self.reporter.start(f"build {spec.id}", target.summary)
         t0 = time.perf_counter()
         folder = self.dir / "targets" / spec.id
+        record.built_from = target.emission(spec)
+        calib = self.calib
+        ctx = BuildContext(
+            calibration=(lambda: (s.feeds for s in calib.calibration())) if calib else None,
+            num_calibration=calib.num_calibration if calib else 0,
+            exclude_ops=self.recipe.quantize.exclude_ops, exclude_nodes=self.recipe.quantize.exclude_nodes)
         try:
-            built = target.build(self.onnx, spec, folder)
+            built = target.build(self.emissions[record.built_from], spec, folder, ctx)
             record.settings = built.settings
             record.files = self._files(folder / f for f in built.files)
             runner = target.open(folder, spec, built.settings)  # load back from disk: verify what ships
             record.effective = runner.effective
             actual = run_in_chunks(runner.run, self.feeds, self.chunk)
-            gate = compare(self.reference_name, self.output_names, self.reference, actual,
-                           self._tolerance(spec.precision, spec.tolerance))
+            tolerance = self._tolerance(spec.precision, spec.tolerance)
+            gate = compare(self.reference_name, self.output_names, self.reference, actual, tolerance)
+            record.accuracy, failures = accuracy_record(self.reference, actual, self.labels, tolerance)
+            if failures:
+                gate.failures += failures
+                gate.passed = False
             record.verification = [gate, compare(f"onnx ({self.onnx_label})", self.output_names, self.onnx_outputs,
                                                  actual)]
             if gate.passed is False:
@@ -254,6 +312,8 @@ class Run:
                 self._check()
             if "optimize" in self.recipe.stages:
                 self._optimize()
+            if "build" in self.recipe.stages:
+                self._quantize()
             self._write_onnx_result()
             if "build" in self.recipe.stages:
                 for spec in self.recipe.targets:

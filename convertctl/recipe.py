@@ -204,6 +204,7 @@ class Recipe(Strict):
         self.samples.images = fix(self.samples.images)
         if self.calibration is not None:
             self.calibration.data = fix(self.calibration.data)
+            self.calibration.cache = fix(self.calibration.cache)
             if isinstance(self.calibration.labels, Path):
                 self.calibration.labels = fix(self.calibration.labels)
         self.output = fix(self.output)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -11,12 +13,31 @@ from convertctl.errors import UsageError
 
 def execute(recipe, sha, recipe_path, output):
     """Run the pipeline with terminal progress and exit with the run's code (shared by every stage command)."""
+    from convertctl.cli import state
     from convertctl.cli.ui import ConsoleReporter, show_result
     from convertctl.pipeline import run as run_pipeline
 
-    manifest = run_pipeline(recipe, sha, recipe_path, Path(output) if output else None, ConsoleReporter())
+    with stdout_to_stderr(state.json_output):  # --json: stdout carries the manifest and nothing else
+        manifest = run_pipeline(recipe, sha, recipe_path, Path(output) if output else None, ConsoleReporter())
     folder = Path(output) if output else (recipe.output or Path("out") / recipe.name)
     sys.exit(show_result(manifest, folder))
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(active: bool):
+    """Send everything written to stdout (by us, by libraries, by native code) to stderr for a while."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @click.command("run")

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 from convertctl.errors import UsageError, require
@@ -44,6 +46,25 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
     if not ops:
         raise UsageError("the model has no operators to quantize", hint="check quantize.exclude_ops")
     tensorrt = flavour == "qdq_s8"
+    with _quiet_root_logger():  # ORT logs a generic "consider pre-processing" warning on every call
+        _quantize_static(quant, fp32, table, out, ops, tensorrt, exclude_nodes)
+    return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if tensorrt else "uint8 asymmetric",
+            "weights": "int8 symmetric per-channel", "excluded_nodes": list(exclude_nodes),
+            "excluded_ops": list(exclude_ops)}
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(quant, fp32, table, out, ops, tensorrt, exclude_nodes):
     quant.quantize_static(
         model_input=str(fp32), model_output=str(out), calibration_data_reader=None,
         quant_format=quant.QuantFormat.QDQ, op_types_to_quantize=ops, per_channel=True,
@@ -53,12 +74,9 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
         extra_options={
             "ActivationSymmetric": tensorrt,  # TensorRT: zero-point 0
             "WeightSymmetric": True,
-            "QuantizeBias": not tensorrt,  # TensorRT keeps biases in float
+            "QuantizeBias": not tensorrt,  # TensorRT rejects INT32 bias DQ (onnx-tensorrt #850)
         },
     )
-    return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if tensorrt else "uint8 asymmetric",
-            "weights": "int8 symmetric per-channel", "excluded_nodes": list(exclude_nodes),
-            "excluded_ops": list(exclude_ops)}
 
 
 # Operators that commonly lose accuracy or overflow in FP16 (same spirit as onnxconverter-common's list).

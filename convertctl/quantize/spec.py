@@ -26,6 +26,7 @@ class CalibrationSpec(Strict):
     preprocess: ImagePreprocess | None = None  # default: samples.preprocess
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
     percentile: float = Field(99.999, gt=90.0, le=100.0)
+    cache: Path | None = None  # calibration-table cache folder (default: $CONVERTCTL_CACHE or ~/.cache/convertctl)
 
 
 class QuantizeSpec(Strict):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
@@ -49,9 +49,9 @@ def ort_method(method: str):
 
 
 def model_sha256(model_path: Path) -> str:
-    from convertctl.model import companion_files
-
     import hashlib
+
+    from convertctl.model import companion_files
 
     h = hashlib.sha256()
     for f in companion_files(model_path):

@@ -64,7 +64,9 @@ class ArtifactRecord(BaseModel):
     files: list[FileRecord] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)  # what it was built and is to be run with
     effective: dict[str, Any] = Field(default_factory=dict)  # what the runtime reported using
+    built_from: str = "fp32"  # the ONNX the build started from: fp32, qdq_s8, qdq_u8s8 or fp16
     verification: list[Comparison] = Field(default_factory=list)
+    accuracy: dict[str, Any] | None = None  # top-1/top-5 on labelled samples, with the reference's and the drop
 
 
 class SamplesRecord(BaseModel):

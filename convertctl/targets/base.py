@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,16 @@ class BuiltArtifact:
 
 
 @dataclass
+class BuildContext:
+    """What a build may need beyond its input ONNX: calibration samples (e.g. for NNCF), exclusions."""
+
+    calibration: Callable[[], Iterable[Feeds]] | None = None  # yields single-sample feeds
+    num_calibration: int = 0
+    exclude_ops: list[str] = field(default_factory=list)
+    exclude_nodes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Runner:
     """Runs an artifact in its runtime. `effective` records what the runtime actually used."""
 
@@ -42,8 +52,10 @@ class Target:
     extra: str  # `pip install convertctl[extra]`
     precisions: tuple[str, ...]
     options_model: type[TargetOptions]
-    build: Callable[[Path, TargetOptions, Path], BuiltArtifact]
+    build: Callable[[Path, TargetOptions, Path, BuildContext], BuiltArtifact]
     open: Callable[[Path, TargetOptions, dict], Runner]
+    # Which ONNX the build starts from: "fp32", or an emission of quantize/emit.py ("qdq_s8", "qdq_u8s8", "fp16")
+    emission: Callable[[TargetOptions], str] = lambda spec: "fp32"
 
     def installed(self) -> bool:
         """Without importing the runtime (that can take seconds)."""

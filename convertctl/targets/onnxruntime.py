@@ -25,8 +25,8 @@ _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended"
 
 class OnnxRuntimeOptions(TargetOptions):
     runtime: Literal["onnxruntime"]
-    # FP16 and INT8 ONNX come from `convertctl quantize`; a plain build is the FP32 model.
-    precision: Literal["fp32"] = "fp32"
+    # int8: U8S8 Q/DQ (U8 activations, S8 per-channel weights: the fast form on x86); fp16: FP16-typed ONNX
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
     graph_optimization_level: Literal["disable", "basic", "extended", "all"] = "all"
     intra_op_threads: int | None = Field(None, ge=1)
 
@@ -54,12 +54,13 @@ def run_session(sess, feeds: Feeds, chunk: int | None = None) -> list[np.ndarray
     return run_in_chunks(run, feeds, chunk)
 
 
-def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path) -> BuiltArtifact:
+def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path, ctx=None) -> BuiltArtifact:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
-    for f in companion_files(onnx_path):  # external weights travel under the name the model references
-        shutil.copyfile(f, out_dir / f.name)
-        files.append(Path(f.name))
+    for i, f in enumerate(companion_files(onnx_path)):  # external weights keep the name the model references
+        name = "model.onnx" if i == 0 else f.name
+        shutil.copyfile(f, out_dir / name)
+        files.append(Path(name))
     settings = {
         "providers": ["CPUExecutionProvider"],
         "graph_optimization_level": spec.graph_optimization_level,
@@ -93,8 +94,9 @@ TARGET = Target(
     module="onnxruntime",
     distribution="onnxruntime",
     extra="onnxruntime",
-    precisions=("fp32",),
+    precisions=("fp32", "fp16", "int8"),
     options_model=OnnxRuntimeOptions,
     build=_build,
     open=_open,
+    emission=lambda spec: {"fp32": "fp32", "fp16": "fp16", "int8": "qdq_u8s8"}[spec.precision],
 )

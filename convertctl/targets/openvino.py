@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from convertctl.errors import require
+from convertctl.errors import UsageError, require
 from convertctl.schema import TargetOptions
 from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
 
@@ -23,21 +23,40 @@ from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
 class OpenVINOOptions(TargetOptions):
     runtime: Literal["openvino"]
     # fp16 = FP16-compressed weights (half the .bin); execution precision is `inference_precision`.
-    precision: Literal["fp32", "fp16"] = "fp32"
+    # int8 = INT8 IR, by NNCF post-training quantization on the calibration data (int8_method: nncf),
+    #        or read from the TensorRT-form Q/DQ ONNX made from the shared calibration table (qdq).
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    int8_method: Literal["nncf", "qdq"] = "nncf"
     inference_precision: Literal["f32", "bf16", "f16"] = "f32"
     device: Literal["CPU"] = "CPU"
     num_threads: int | None = Field(None, ge=1)
 
 
-def _build(onnx_path: Path, spec: OpenVINOOptions, out_dir: Path) -> BuiltArtifact:
+def _nncf_quantize(model, spec: OpenVINOOptions, ctx) -> tuple:
+    nncf = require("nncf", "openvino")
+    if ctx is None or ctx.calibration is None:
+        raise UsageError("an openvino int8 target with int8_method nncf needs calibration data")
+    inputs = [p.get_any_name() for p in model.inputs]
+    dataset = nncf.Dataset(list(ctx.calibration()), lambda feeds: {k: feeds[k] for k in inputs if k in feeds})
+    ignored = nncf.IgnoredScope(names=list(ctx.exclude_nodes), types=list(ctx.exclude_ops), validate=False)
+    quantized = nncf.quantize(model, dataset, subset_size=max(1, ctx.num_calibration), ignored_scope=ignored)
+    return quantized, {"nncf": nncf.__version__, "subset_size": ctx.num_calibration}
+
+
+def _build(onnx_path: Path, spec: OpenVINOOptions, out_dir: Path, ctx=None) -> BuiltArtifact:
     ov = require("openvino", "openvino")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
+    weights = {"fp32": "fp32", "fp16": "fp16-compressed", "int8": f"int8 ({spec.int8_method})"}[spec.precision]
+    extra = {}
+    if spec.precision == "int8" and spec.int8_method == "nncf":
+        model, extra = _nncf_quantize(model, spec, ctx)
     ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=spec.precision == "fp16")
     settings = {
         "device": spec.device,
         "INFERENCE_PRECISION_HINT": spec.inference_precision,
-        "weights": "fp16-compressed" if spec.precision == "fp16" else "fp32",
+        "weights": weights,
+        **extra,
     }
     if spec.num_threads:
         settings["INFERENCE_NUM_THREADS"] = spec.num_threads
@@ -85,8 +104,9 @@ TARGET = Target(
     module="openvino",
     distribution="openvino",
     extra="openvino",
-    precisions=("fp32", "fp16"),
+    precisions=("fp32", "fp16", "int8"),
     options_model=OpenVINOOptions,
     build=_build,
     open=_open,
+    emission=lambda spec: "qdq_s8" if spec.precision == "int8" and spec.int8_method == "qdq" else "fp32",
 )

@@ -1,0 +1,96 @@
+"""The quantize stage: calibrate once, emit what the targets need, verify each emission.
+
+Called by the pipeline after optimize when a target needs anything but the FP32 ONNX (or NNCF
+needs the calibration data). Every emitted model is run in ONNX Runtime and compared with the
+FP32 model; the TensorRT-form Q/DQ model is also checked by the Q/DQ validator.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from convertctl.report.manifest import Comparison
+
+
+@dataclass
+class QuantizeResult:
+    emissions: dict[str, Path]  # emission name -> ONNX path (fp32 included)
+    findings: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    verification: list[Comparison] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cache_dir: Path, feeds, output_names,
+                 fp32_outputs, chunk) -> QuantizeResult:
+    from convertctl.evaluate.compare import compare
+    from convertctl.quantize.emit import emit_fp16, emit_qdq
+    from convertctl.quantize.layers import layer_errors, suggested_exclusions
+    from convertctl.quantize.qdq_validator import format_findings, validate_qdq
+    from convertctl.quantize.table import calibrate
+    from convertctl.targets.onnxruntime import run_session, session
+
+    t0 = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    q = recipe.quantize
+    result = QuantizeResult(emissions={"fp32": fp32})
+    table = None
+    if calib is not None:
+        spec = recipe.calibration
+        table = calibrate(fp32, lambda: (s.feeds for s in calib.calibration()), calib.sha256, spec.method,
+                          spec.percentile, cache_dir, recipe.name)
+        for f in (table.path, table.path.with_name(table.path.name.replace(".json", ".meta.json"))):
+            shutil.copyfile(f, folder / f.name.replace(f"{recipe.name}.", ""))
+        result.outputs += [folder / "calibration.json", folder / "calibration.meta.json"]
+        state = "reused from cache" if table.reused else (
+            f"recalibrated: {table.invalidated}" if table.invalidated else "calibrated")
+        result.findings.append(f"calibration table ({spec.method}, {table.meta['num_samples']} samples, "
+                               f"{table.meta['tensors']} tensors): {state}")
+        result.details["calibration"] = {**table.meta, "reused": table.reused, "invalidated": table.invalidated,
+                                         "cache": str(table.path)}
+    for name in sorted(needed - {"fp32"}):
+        out = folder / f"model.{name}.onnx"
+        if name == "fp16":
+            info = emit_fp16(fp32, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
+        else:
+            info = emit_qdq(fp32, table, out, name, q.exclude_ops, q.exclude_nodes)
+        result.emissions[name] = out
+        result.outputs.append(out)
+        actual = run_session(session(out), feeds, chunk)
+        result.verification.append(compare(f"{name} vs fp32 onnx", output_names, fp32_outputs, actual))
+        if name == "qdq_s8":  # TensorRT's rules, checked whether or not TensorRT is installed
+            report = validate_qdq(out)
+            info["tensorrt_rules"] = report.to_dict()
+            verdict = "passes" if report.ok else "BREAKS"
+            result.findings.append(f"qdq_s8 {verdict} TensorRT's Q/DQ rules" +
+                                   "".join(f"; {line}" for line in format_findings(report)[:5]))
+        result.details[name] = info
+    qdq = next((result.emissions[n] for n in ("qdq_u8s8", "qdq_s8") if n in result.emissions), None)
+    if qdq is not None:
+        rows = layer_errors(fp32, qdq, {k: v[: min(len(v), 32)] for k, v in feeds.items()})
+        (folder / "layer_errors.json").write_text(json.dumps(rows, indent=2) + "\n")
+        result.outputs.append(folder / "layer_errors.json")
+        worst = suggested_exclusions(rows)
+        result.details["layers"] = {"model": qdq.name, "worst": rows[:10], "suggested_exclude_nodes": worst}
+        if worst:
+            result.findings.append("worst layers (paste into quantize.exclude_nodes to keep them in float): "
+                                   + json.dumps(worst))
+    result.seconds = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def stack_samples(samples) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Stack single-sample feeds along dim 0; labels alongside when every sample has one."""
+    feeds, labels = {}, []
+    items = list(samples)
+    for name in items[0].feeds:
+        feeds[name] = np.concatenate([s.feeds[name] for s in items])
+    labels = [s.label for s in items]
+    return feeds, (np.asarray(labels) if all(label is not None for label in labels) else None)
