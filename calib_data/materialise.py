@@ -40,6 +40,14 @@ VIEWS = [
     (0.55, 0.50, 0.40, True),
     (0.50, 0.45, 0.60, False),
     (0.75, 0.55, 0.50, True),
+    (0.90, 0.45, 0.55, True),
+    (0.85, 0.55, 0.45, False),
+    (0.65, 0.50, 0.50, False),
+    (0.65, 0.40, 0.60, True),
+    (0.70, 0.35, 0.50, False),
+    (0.70, 0.65, 0.45, True),
+    (0.80, 0.50, 0.60, False),
+    (0.55, 0.60, 0.35, True),
 ]
 SHORT_SIDE = 288  # big enough for resize-256/crop-224 preprocessing, small on disk
 

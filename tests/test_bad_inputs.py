@@ -90,9 +90,11 @@ def test_unknown_target_name(tmp_path):
     assert_clean_error(res, EXIT_USAGE, "unknown target 'tensorflowlite'", "openvino")
 
 
-def test_unsupported_precision_for_target(tmp_path):
-    res = run_cli("build", tmp_path / "m.onnx", "--target", "onnxruntime", "--precision", "fp16")
-    assert_clean_error(res, EXIT_USAGE, "does not build precision fp16")
+def test_int8_without_calibration(tmp_path):
+    res = run_cli("build", tmp_path / "m.onnx", "--target", "onnxruntime", "--precision", "int8")
+    assert_clean_error(res, EXIT_USAGE, "need a 'calibration' section")
+    res = run_cli("quantize", tmp_path / "m.onnx", "--int8")
+    assert_clean_error(res, EXIT_USAGE, "--int8 needs calibration data")
 
 
 def test_run_needs_a_recipe(tmp_path):

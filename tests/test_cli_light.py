@@ -35,6 +35,7 @@ def imported_top_modules(*args) -> set[str]:
         ["export", "--help"],
         ["build", "--help"],
         ["optimize", "--help"],
+        ["quantize", "--help"],
         ["recipe", "validate", "recipes/efficientnet_lite0.yaml"],
         ["targets"],
     ],
@@ -52,7 +53,7 @@ def test_version():
 
 
 def test_every_command_has_help():
-    for cmd in ("run", "export", "optimize", "build", "recipe", "targets"):
+    for cmd in ("run", "export", "optimize", "build", "quantize", "recipe", "targets"):
         res = run_cli(cmd, "--help")
         assert res.code == 0 and "Usage:" in res.stdout and "--help" in res.stdout, cmd
 
@@ -68,4 +69,4 @@ def test_targets_json_lists_installed_runtimes():
     rows = {r["name"]: r for r in res.json()}
     assert set(rows) >= {"openvino", "onnxruntime"}
     assert rows["openvino"]["installed"] is True and rows["openvino"]["version"].startswith("20")
-    assert rows["openvino"]["precisions"] == ["fp32", "fp16"]
+    assert rows["openvino"]["precisions"] == ["fp32", "fp16", "int8"]

@@ -145,3 +145,16 @@ def test_calibration_table_is_reused_then_invalidated(digits_run, tmp_path):
     assert changed.code == 0, changed.stderr
     calib = next(s for s in changed.json()["stages"] if s["name"] == "quantize")["details"]["calibration"]
     assert calib["reused"] is False and "calibration data changed" in calib["invalidated"]
+
+
+def test_quantize_command_on_onnx_with_tensor_calibration(digits_run, tmp_path):
+    folder, _ = digits_run
+    res = run_cli("quantize", folder / "out" / "model.onnx", "--int8", "--fp16", "--calib", REPO / "calib_data" /
+                  "digits.npz", "--num-samples", "200", "-t", "onnxruntime", "-o", tmp_path / "q", "--json")
+    assert res.code == 0, res.stderr
+    m = res.json()
+    assert [a["id"] for a in m["artifacts"]] == ["onnxruntime_fp32", "onnxruntime_int8", "onnxruntime_fp16"]
+    int8 = m["artifacts"][1]
+    assert int8["accuracy"]["samples"] >= 300 and int8["accuracy"]["top1_drop"] <= 0.005  # labels from the .npz
+    assert m["stages"][-1]["name"] == "quantize" or any(s["name"] == "quantize" for s in m["stages"])
+    assert (tmp_path / "q" / "quantize" / "calibration.json").exists()

@@ -50,8 +50,8 @@ def test_unknown_key_names_its_path():
 
 
 def test_bad_target_precision_names_its_index():
-    msg = error_of(base(targets=[{"runtime": "openvino"}, {"runtime": "onnxruntime", "precision": "fp16"}]))
-    assert "targets[1].precision: Input should be 'fp32'" in msg
+    msg = error_of(base(targets=[{"runtime": "openvino"}, {"runtime": "onnxruntime", "precision": "int4"}]))
+    assert "targets[1].precision: Input should be 'fp32', 'fp16' or 'int8'" in msg
 
 
 def test_unknown_runtime_lists_known_ones():
@@ -124,7 +124,13 @@ def test_cli_validate_json(tmp_path):
     assert res.code == 0, res.stderr
     data = res.json()
     assert data["valid"] is True and len(data["sha256"]) == 64
-    assert [t["precision"] for t in data["recipe"]["targets"]] == ["fp32", "fp16", "fp32"]
+    assert [t["precision"] for t in data["recipe"]["targets"]] == ["fp32", "fp16", "int8", "fp32", "int8"]
+    assert data["recipe"]["calibration"]["data"].endswith("calib_data/images")
+
+
+def test_int8_needs_calibration():
+    msg = error_of(base(targets=[{"runtime": "onnxruntime", "precision": "int8"}]))
+    assert "int8 targets (onnxruntime_int8) need a 'calibration' section" in msg
 
 
 def test_template_from_init_is_valid(tmp_path):

@@ -18,6 +18,7 @@ COMMANDS = {
     "export": ("convertctl.cli.export", "export", "Export a model to ONNX and verify it against the source."),
     "optimize": ("convertctl.cli.optimize", "optimize", "Simplify an ONNX model; roll back if outputs change."),
     "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime) and verify them."),
+    "quantize": ("convertctl.cli.quantize", "quantize", "INT8/FP16 for every target from one calibration, with reports."),
     "recipe": ("convertctl.cli.recipe", "recipe", "Validate a recipe, or write a commented template."),
     "targets": ("convertctl.cli.targets", "targets", "List the targets, their precisions and whether installed."),
 }

@@ -11,8 +11,8 @@ from convertctl.errors import UsageError
 @click.argument("model")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
               help="Target runtime: openvino, onnxruntime (repeatable; see `convertctl targets`).")
-@click.option("-p", "--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16"]),
-              help="Precision(s) to build (default fp32; repeatable).")
+@click.option("-p", "--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Precision(s) to build (default fp32; repeatable; int8 needs calibration: see `quantize`).")
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
 @click.option("--no-optimize", is_flag=True, help="Build from the model as is, without simplification.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
