@@ -277,7 +277,7 @@ class Run:
                 record.status = "failed"
                 record.reason = "accuracy gate failed: " + "; ".join(gate.failures)
         except ConvertctlError as exc:
-            record.status, record.reason = "error", exc.message
+            record.status, record.reason = "error", exc.message + (f" ({exc.hint})" if exc.hint else "")
         except Exception as exc:  # one target's failure must not hide the others' results
             record.status, record.reason = "error", f"{type(exc).__name__}: {exc}".strip()[:500]
             self.messages.append(f"{spec.id}: " + traceback.format_exc(limit=3).strip().splitlines()[-1])

@@ -22,7 +22,7 @@ from convertctl.errors import UsageError
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), help="Calibration method.")
 @click.option("--num-samples", type=int, help="Calibration samples.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
-@click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
+@click.option("-o", "--output", type=click.Path(), help="Output folder (default: the recipe's `output`, else out/NAME).")
 @common_options
 def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples, inputs, output):
     """Quantize MODEL (ONNX, or a recipe) to INT8 and/or FP16 for every target, from one calibration table.

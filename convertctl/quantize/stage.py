@@ -1,7 +1,8 @@
 """The quantize stage: calibrate once, emit what the targets need, verify each emission.
 
-Called by the pipeline after optimize when a target needs anything but the FP32 ONNX (or NNCF
-needs the calibration data). Every emitted model is run in ONNX Runtime and compared with the
+Called by the pipeline after optimize when a target needs anything but the FP32 ONNX. (A recipe
+whose only INT8 target is OpenVINO with NNCF skips this stage: NNCF collects its own statistics
+from the same calibration samples.) Every emitted model is run in ONNX Runtime and compared with the
 FP32 model; the TensorRT-form Q/DQ model is also checked by the Q/DQ validator.
 """
 
@@ -55,7 +56,8 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
                                f"{table.meta['tensors']} tensors): {state}")
         result.details["calibration"] = {**table.meta, "reused": table.reused, "invalidated": table.invalidated,
                                          "cache": str(table.path)}
-    for name in sorted(needed - {"fp32"}):
+    order = ["qdq_u8s8", "qdq_s8", "fp16"]  # INT8 first: its comparison is the one the terminal shows
+    for name in sorted(needed - {"fp32"}, key=order.index):
         out = folder / f"model.{name}.onnx"
         if name == "fp16":
             info = emit_fp16(fp32, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
@@ -64,7 +66,7 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
         result.emissions[name] = out
         result.outputs.append(out)
         actual = run_session(session(out), feeds, chunk)
-        result.verification.append(compare(f"{name} vs fp32 onnx", output_names, fp32_outputs, actual))
+        result.verification.append(compare(f"fp32 onnx ({name})", output_names, fp32_outputs, actual))
         if name == "qdq_s8":  # TensorRT's rules, checked whether or not TensorRT is installed
             report = validate_qdq(out)
             info["tensorrt_rules"] = report.to_dict()

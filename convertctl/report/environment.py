@@ -6,7 +6,7 @@ import importlib.metadata
 import os
 import platform
 
-TRACKED = ["convertctl", "torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim", "openvino", "numpy",
+TRACKED = ["convertctl", "torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim", "openvino", "nncf", "numpy",
            "protobuf", "pydantic", "efficientnet-lite-pytorch"]
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from convertctl.schema import Tolerance
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage
 
 StageStatus = Literal["ok", "rolled_back", "skipped", "failed", "error"]
 ArtifactStatus = Literal["ok", "failed", "error", "skipped"]
