@@ -17,7 +17,8 @@ def execute(recipe, sha, recipe_path, output):
     from convertctl.cli.ui import ConsoleReporter, show_result
     from convertctl.pipeline import run as run_pipeline
 
-    with stdout_to_stderr(state.json_output):  # --json: stdout carries the manifest and nothing else
+    # --json: stdout carries the manifest and nothing else; -q: library progress bars stay off stdout
+    with stdout_to_stderr(state.json_output or state.quiet):
         manifest = run_pipeline(recipe, sha, recipe_path, Path(output) if output else None, ConsoleReporter())
     folder = Path(output) if output else (recipe.output or Path("out") / recipe.name)
     sys.exit(show_result(manifest, folder))
