@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from functools import partial
 
-from common import BENCH, GATE, PYTHON, THREADS, WORK, compare, median, percentile, run_json
+from common import BENCH, GATE, PYTHON, THREADS, WORK, compare, load_samples, median, percentile, run_json
 
 VARIANTS = {
     "torch_fp32": "PyTorch eager FP32",
@@ -19,7 +19,21 @@ VARIANTS = {
     "ov_fp32": "OpenVINO FP32 IR, hint f32 (runtime.json)",
     "ov_fp16w": "OpenVINO FP16-compressed IR, hint f32 (runtime.json)",
     "ov_fp32_default_hint": "info only: OpenVINO FP32 IR, CPU default hint (not what convertctl ships)",
+    "ort_int8": "ONNX Runtime INT8, U8S8 Q/DQ (session.json options)",
+    "ov_int8": "OpenVINO INT8 IR (NNCF), hint f32 (runtime.json)",
+    "ort_qdq_s8": "info only: ONNX Runtime on the S8S8 Q/DQ ONNX (quantize/model.qdq_s8.onnx)",
+    "ov_qdq_s8": "info only: OpenVINO reading the S8 Q/DQ ONNX directly (convert_model), hint f32",
 }
+GOALS = {"ov_int8": 10.0, "ort_int8": 4.0}  # the issue: INT8 speed vs PyTorch eager FP32, at least
+
+
+def ensure_qdq_s8(run_dir) -> dict:
+    """The S8 Q/DQ model of the run: the quantize stage's, or emitted by emit_qdq_s8.py from its table."""
+    if (run_dir / "quantize" / "model.qdq_s8.onnx").exists():
+        return {"source": "written by convertctl's quantize stage"}
+    info = run_json([PYTHON, str(BENCH / "emit_qdq_s8.py"), str(run_dir)])
+    return {"source": "emitted by benchmarks/emit_qdq_s8.py (convertctl.quantize.emit.emit_qdq, the run's "
+            "calibration table and optimized ONNX)", **info}
 
 
 def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20) -> dict:
@@ -27,6 +41,7 @@ def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20) -> dict:
 
     out_dir = WORK / "latency"
     out_dir.mkdir(parents=True, exist_ok=True)
+    qdq_s8 = ensure_qdq_s8(run_dir)
     names = list(VARIANTS)
     raw: dict[str, list[dict]] = {v: [] for v in names}
     for r in range(rounds):
@@ -64,14 +79,21 @@ def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20) -> dict:
     base = results["torch_fp32"]["median_ms"]
     for res in results.values():
         res["speedup_vs_torch"] = round(base / res["median_ms"], 2)
+    goals = {
+        v: {"goal_speedup": g, "speedup": results[v]["speedup_vs_torch"], "met": results[v]["speedup_vs_torch"] >= g}
+        for v, g in GOALS.items()
+    }
+    n = len(load_samples(run_dir))
     return {
         "threads_requested": THREADS,
         "batch": 1,
         "rounds": rounds,
         "runs_per_round": runs,
         "warmup": warmup,
-        "input": "16 real preprocessed images from the run's samples.npz, cycled, batch 1",
+        "input": f"the {n} preprocessed real images of the run's samples.npz, cycled, batch 1",
         "artifacts": str(run_dir),
+        "qdq_s8": qdq_s8,
+        "goals": goals,
         "foreign_cpu_share_max": max(res["foreign_cpu_share"] for rs in raw.values() for res in rs),
         "variants": results,
     }

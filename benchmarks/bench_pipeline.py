@@ -16,6 +16,7 @@ from common import BENCH, CLI, GATE, PYTHON, RECIPE, WORK, median
 
 GOAL_OVERHEAD = 0.20
 TARGETS = ("openvino_fp32", "openvino_fp16", "onnxruntime_fp32")
+TARGET_KEYS = {("openvino", "fp32"), ("openvino", "fp16"), ("onnxruntime", "fp32")}
 STAGES = ["samples+report", "export", "check", "optimize", *(f"build {t}" for t in TARGETS)]
 
 
@@ -30,8 +31,31 @@ def _timed(cmd: list[str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def run_convertctl(out) -> dict:
-    wall, _ = _timed([CLI, "run", str(RECIPE), "-o", str(out)])
+def fp32_recipe():
+    """The demo recipe cut to the work hand_pipeline.py does: its FP32/FP16 targets, no calibration/INT8.
+
+    Since the demo recipe has a `calibration:` section (and INT8 targets), convertctl verifies on its held-out
+    calibration images and calibrates and quantizes; the hand script does none of that. Written to
+    benchmarks/_work with absolute paths (a recipe's relative paths resolve against its own folder).
+    """
+    import yaml
+
+    data = yaml.safe_load(RECIPE.read_text())
+    for key in ("calibration", "quantize", "output"):
+        data.pop(key, None)
+    data["targets"] = [t for t in data["targets"] if (t["runtime"], t["precision"]) in TARGET_KEYS]
+    file, func = data["source"]["factory"].rsplit(":", 1)
+    data["source"]["factory"] = f"{(RECIPE.parent / file).resolve()}:{func}"
+    data["samples"]["images"] = str((RECIPE.parent / data["samples"]["images"]).resolve())
+    path = WORK / "pipeline_recipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# Written by benchmarks/bench_pipeline.py from {RECIPE.name}: FP32/FP16 targets only.\n"
+                    + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_convertctl(out, recipe=RECIPE) -> dict:
+    wall, _ = _timed([CLI, "run", str(recipe), "-o", str(out)])
     m = json.loads((out / "manifest.json").read_text())
     stages = {s["name"]: s["seconds"] for s in m["stages"]}
     stages.update({f"build {a['id']}": a["seconds"] for a in m["artifacts"]})
@@ -69,9 +93,10 @@ def run_hand(out) -> dict:
 def bench(repeats: int = 3) -> dict:
     folder = WORK / "pipeline"
     shutil.rmtree(folder, ignore_errors=True)  # every run starts from empty folders, as a first run does
+    recipe = fp32_recipe()
     cc, hand = [], []
     for i in range(repeats):  # interleaved, so drift hits both alike
-        for runs, fn, name in ((cc, run_convertctl, "convertctl"), (hand, run_hand, "hand")):
+        for runs, fn, name in ((cc, partial(run_convertctl, recipe=recipe), "convertctl"), (hand, run_hand, "hand")):
             result, share = GATE.run(partial(fn, folder / f"{name}_{i}"))
             runs.append({**result, "foreign_cpu_share": share})
     stages = {
@@ -97,6 +122,8 @@ def bench(repeats: int = 3) -> dict:
         "same_inputs": all(r["input_sha256"] == cc[0]["input_sha256"] for r in cc + hand),
         "runs": {"convertctl": cc, "hand": hand},
         "artifacts": str(folder / f"convertctl_{repeats - 1}"),
+        "recipe": str(recipe),
+        "targets": sorted(cc[0]["parity"]),
     }
 
 

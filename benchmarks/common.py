@@ -72,6 +72,7 @@ def versions() -> dict:
         "onnxslim",
         "onnxsim",
         "openvino",
+        "nncf",
         "numpy",
         "click",
     ):

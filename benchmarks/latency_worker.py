@@ -40,10 +40,9 @@ def torch_fp32(run_dir: Path):
     }
 
 
-def ort_fp32(run_dir: Path):
+def _ort(folder: Path, model: Path, precision: str):
     import onnxruntime as ort
 
-    folder = run_dir / "targets" / "onnxruntime_fp32"
     saved = json.loads((folder / "session.json").read_text())
     levels = {
         "disable": "ORT_DISABLE_ALL",
@@ -56,18 +55,37 @@ def ort_fp32(run_dir: Path):
         ort.GraphOptimizationLevel, levels[saved["graph_optimization_level"]]
     )
     opts.intra_op_num_threads = THREADS  # session.json's 0 means "ORT default"; the benchmark pins it
-    sess = ort.InferenceSession(str(folder / "model.onnx"), sess_options=opts, providers=saved["providers"])
+    sess = ort.InferenceSession(str(model), sess_options=opts, providers=saved["providers"])
     name = sess.get_inputs()[0].name
     return (lambda x: sess.run(None, {name: x})[0]), {
         "threads": sess.get_session_options().intra_op_num_threads,
-        "precision": "fp32 (ONNX graph)",
+        "precision": precision,
+        "model": str(model.relative_to(folder.parents[1])),
         "session_json": saved,
         "providers": sess.get_providers(),
+        **_qdq_types(model),
         "onnxruntime": ort.__version__,
     }
 
 
-def _openvino(folder: Path, use_hint: bool):
+def _qdq_types(model: Path) -> dict:
+    """Element types of the Q/DQ pairs (activations and weights) of a quantized ONNX model, for the record."""
+    import onnx
+
+    m = onnx.load(str(model), load_external_data=False)
+    types = {}
+    inits = {i.name: i.data_type for i in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
+            types.setdefault("activation_q", set()).add(onnx.TensorProto.DataType.Name(inits[node.input[2]]))
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            types.setdefault("weight_dq", set()).add(onnx.TensorProto.DataType.Name(inits[node.input[0]]))
+    return {"qdq_types": {k: sorted(v) for k, v in types.items()}} if types else {}
+
+
+def _openvino(folder: Path, use_hint: bool, onnx: Path | None = None):
+    """An OpenVINO IR with its runtime.json; or, with `onnx`, that ONNX read by ov.convert_model instead of
+    the IR (still with the folder's runtime.json settings)."""
     import openvino as ov
 
     settings = json.loads((folder / "runtime.json").read_text())
@@ -75,16 +93,42 @@ def _openvino(folder: Path, use_hint: bool):
     if use_hint:
         config["INFERENCE_PRECISION_HINT"] = settings["INFERENCE_PRECISION_HINT"]
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(folder / "model.xml")), settings["device"], config)
+    model = ov.convert_model(str(onnx)) if onnx else core.read_model(str(folder / "model.xml"))
+    compiled = core.compile_model(model, settings["device"], config)
     request, out = compiled.create_infer_request(), compiled.output(0)
+    exec_types = {}  # what the CPU plugin actually runs Conv / FC in: {"Convolution u8": 49, ...}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        layer = info["layerType"].astype(str)
+        if layer in ("Convolution", "FullyConnected", "MatMul"):
+            key = f"{layer} {info['runtimePrecision'].astype(str)}"
+            exec_types[key] = exec_types.get(key, 0) + 1
     return (lambda x: request.infer([x])[out]), {
         "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
         "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
+        "conv_fc_runtime_precisions": dict(sorted(exec_types.items())),
+        "model": str(onnx.relative_to(folder.parents[1])) if onnx else str(folder.relative_to(folder.parents[1])),
         "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
         "runtime_json": settings,
         "hint_set": use_hint,
         "openvino": ov.__version__.split("-")[0],
     }
+
+
+def ort_fp32(run_dir: Path):
+    folder = run_dir / "targets" / "onnxruntime_fp32"
+    return _ort(folder, folder / "model.onnx", "fp32 (ONNX graph)")
+
+
+def ort_int8(run_dir: Path):
+    folder = run_dir / "targets" / "onnxruntime_int8"
+    return _ort(folder, folder / "model.onnx", "int8 U8S8 Q/DQ")
+
+
+def ort_qdq_s8(run_dir: Path):
+    # The S8S8 (TensorRT-form) Q/DQ model with the INT8 target's session options.
+    return _ort(run_dir / "targets" / "onnxruntime_int8", run_dir / "quantize" / "model.qdq_s8.onnx",
+                "int8 S8S8 Q/DQ")
 
 
 VARIANTS = {
@@ -93,6 +137,12 @@ VARIANTS = {
     "ov_fp32": lambda d: _openvino(d / "targets" / "openvino_fp32", use_hint=True),
     "ov_fp16w": lambda d: _openvino(d / "targets" / "openvino_fp16", use_hint=True),
     "ov_fp32_default_hint": lambda d: _openvino(d / "targets" / "openvino_fp32", use_hint=False),
+    "ort_int8": ort_int8,
+    "ov_int8": lambda d: _openvino(d / "targets" / "openvino_int8", use_hint=True),
+    "ort_qdq_s8": ort_qdq_s8,
+    "ov_qdq_s8": lambda d: _openvino(
+        d / "targets" / "openvino_int8", use_hint=True, onnx=d / "quantize" / "model.qdq_s8.onnx"
+    ),
 }
 
 

@@ -12,26 +12,35 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import bench_calibration
 import bench_help
 import bench_latency
 import bench_pipeline
 import bench_simplify
 from common import GATE, RECIPE, RESULTS, WORK, ForeignLoad, foreign_load_now, machine, source_state
 
-BENCHES = ("help", "pipeline", "latency", "simplify")
+BENCHES = ("help", "pipeline", "latency", "simplify", "calibration")
 LATENCY_COLUMNS = (
     "median ms | p90 ms | round medians ms | speed vs torch | threads | precision "
     "| cosine vs torch | max abs vs torch"
 )
 
 
-def _artifacts(results: dict):
-    """The `convertctl run` output the latency and simplifier benchmarks use."""
-    if "pipeline" in results:
-        return Path(results["pipeline"]["artifacts"])
+def _artifacts(results: dict, given: str | None) -> Path:
+    """The `convertctl run` output of the demo recipe (with its INT8 targets) that the latency, simplifier
+    and calibration benchmarks use: `--artifacts DIR`, or one fresh run per invocation."""
+    if given:
+        results.setdefault("artifacts", {"dir": given, "built_by_this_run": False})
+        return Path(given)
     folder = WORK / "artifacts"
-    if not (folder / "manifest.json").exists():
-        bench_pipeline.run_convertctl(folder)
+    if "artifacts" not in results:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        print("[bench] convertctl run (artifacts) ...", file=sys.stderr, flush=True)
+        run = bench_pipeline.run_convertctl(folder)
+        results["artifacts"] = {"dir": str(folder), "built_by_this_run": True, "wall_s": run["wall_s"],
+                                "status": run["status"], "stages": run["stages"], "parity": run["parity"]}
     return folder
 
 
@@ -104,8 +113,13 @@ def markdown(r: dict) -> str:
             "",
             f"{lat['rounds']} rounds x {lat['runs_per_round']} timed runs per variant, one process each; "
             f"other processes used at most {lat['foreign_cpu_share_max']:.0%} of the CPU during any one.",
-            "",
         ]
+        for v, g in lat.get("goals", {}).items():
+            lines.append(
+                f"Goal: {lat['variants'][v]['label']} at least {g['goal_speedup']:g}x faster than PyTorch "
+                f"eager FP32: {g['speedup']:.2f}x, {'met' if g['met'] else 'NOT met'}."
+            )
+        lines.append("")
     if "simplify" in r:
         lines += [
             "| input model | tool | nodes before -> after | import s | simplify s (first / median of 3) "
@@ -119,6 +133,21 @@ def markdown(r: dict) -> str:
                     f"| {t['import_s']:.2f} | {t['first_call_s']:.2f} / {t['median_call_s']:.2f} "
                     f"| {t['parity']['max_abs']:.1e} |"
                 )
+    if "calibration" in r:
+        c = r["calibration"]
+        lines += [
+            "",
+            f"| calibration data ({c['method']}, chunks of {c['chunk']}) | samples | scan s | calibrate s "
+            "| RSS after imports MB | peak RSS scan MB | peak RSS calibrate MB | RSS every 16 samples MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, k in c["cases"].items():
+            trace = [mb for _, mb in k["rss_trace_mb"]]
+            lines.append(
+                f"| {name} ({k['kind']}) | {k['samples_calibrated']} | {k['scan_s']:.1f} | {k['calibrate_s']:.1f} "
+                f"| {k['rss_after_imports_mb']:.0f} | {k['scan_peak_rss_mb']:.0f} | {k['calibrate_peak_rss_mb']:.0f} "
+                f"| {trace[0]:.0f}, then {min(trace[1:], default=trace[0]):.0f}-{max(trace[1:], default=trace[0]):.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -136,6 +165,12 @@ def main() -> int:
         metavar="S",
         help="seconds the run may spend waiting for other processes to go quiet, and redoing "
         "measurements they disturbed (0: measure at once, whatever the load)",
+    )
+    ap.add_argument(
+        "--artifacts",
+        metavar="DIR",
+        help="an existing `convertctl run` folder of the demo recipe for latency/simplify/calibration "
+        "(default: a fresh run into benchmarks/_work/artifacts)",
     )
     ap.add_argument("--render", metavar="JSON", help="only print the tables of an earlier results file")
     args = ap.parse_args()
@@ -166,10 +201,12 @@ def main() -> int:
                     results[name] = bench_pipeline.bench(repeats=1 if args.quick else 5)
                 elif name == "latency":
                     results[name] = bench_latency.bench(
-                        _artifacts(results), rounds=1 if args.quick else 10, runs=50
+                        _artifacts(results, args.artifacts), rounds=1 if args.quick else 10, runs=50
                     )
+                elif name == "calibration":
+                    results[name] = bench_calibration.bench(_artifacts(results, args.artifacts))
                 else:
-                    results[name] = bench_simplify.bench(_artifacts(results))
+                    results[name] = bench_simplify.bench(_artifacts(results, args.artifacts))
             results[name]["seconds"] = round(time.perf_counter() - t, 1)
             results[name]["foreign_cpu_share_whole"] = bench_load.share
     results["seconds"] = round(time.perf_counter() - t0, 1)
