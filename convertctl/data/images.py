@@ -20,13 +20,15 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
-def preprocess(path: Path, pre) -> np.ndarray:
-    """One image -> float32 array of shape [3, crop, crop] (NCHW) or [crop, crop, 3] (NHWC)."""
+def preprocess(path: Path, pre, channels: int = 3) -> np.ndarray:
+    """One image -> float32 array of shape [C, crop, crop] (NCHW) or [crop, crop, C] (NHWC).
+
+    channels=1 reads the image as grayscale (luma) for 1-channel models."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
+            img = img.convert("L" if channels == 1 else "RGB")
     except (UnidentifiedImageError, OSError) as exc:
         raise UsageError(f"cannot read image {path}: {exc}") from None
     w, h = img.size
@@ -36,7 +38,10 @@ def preprocess(path: Path, pre) -> np.ndarray:
     left, top = (w - pre.crop) // 2, (h - pre.crop) // 2
     img = img.crop((left, top, left + pre.crop, top + pre.crop))
     x = np.asarray(img, dtype=np.float32)
-    if pre.color == "BGR":
+    if channels == 1:
+        x = x[..., None]
+    elif pre.color == "BGR":
         x = x[..., ::-1]
-    x = (x * pre.scale - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    mean, std = (pre.mean[:1], pre.std[:1]) if channels == 1 else (pre.mean, pre.std)
+    x = (x * pre.scale - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1) if pre.layout == "NCHW" else x, dtype=np.float32)

@@ -69,7 +69,7 @@ def build_samples(inputs, dims, samples) -> SampleSet:
             feeds[spec.name] = _image_batch(samples, shape, count, spec, rng)
             parts.append(f"{spec.name}: {count} real images from {samples.images}")
         else:
-            feeds[spec.name] = _random(rng, shape, spec)
+            feeds[spec.name] = random_tensor(rng, shape, spec)
             parts.append(f"{spec.name}: seeded random {spec.dtype} in {list(spec.range)} (seed {samples.seed})")
     return SampleSet(feeds=feeds, description="; ".join(parts), sha256=_hash(feeds), notes=notes)
 
@@ -89,7 +89,7 @@ def _image_batch(samples, shape, count, spec, rng) -> np.ndarray:
     return np.stack([preprocess(files[i], pre) for i in order]).astype(spec.dtype)
 
 
-def _random(rng, shape, spec) -> np.ndarray:
+def random_tensor(rng, shape, spec) -> np.ndarray:
     lo, hi = spec.range
     if spec.dtype == "bool":
         return rng.integers(0, 2, size=shape).astype(bool)

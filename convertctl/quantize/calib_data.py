@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from convertctl.data.images import IMAGE_SUFFIXES, preprocess
+from convertctl.data.samples import random_tensor
 from convertctl.errors import UsageError
 
 TENSOR_SUFFIXES = {".npy", ".npz"}
@@ -242,10 +243,7 @@ class CalibrationData:
         from PIL import Image
 
         try:
-            if self.channels == 3:
-                x = preprocess(f.path, self.pre)
-            else:
-                x = _preprocess_gray(f.path, self.pre)
+            x = preprocess(f.path, self.pre, channels=self.channels)
         except UsageError:
             raise
         except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
@@ -271,7 +269,7 @@ class CalibrationData:
                         rng = np.random.default_rng([self.spec.seed, split, position])
                         for o in self.others:
                             shape = [1] + [d if isinstance(d, int) else _dim_value(d, self.dims) for d in o.shape[1:]]
-                            feeds[o.name] = _random(rng, shape, o)
+                            feeds[o.name] = random_tensor(rng, shape, o)
                     position += 1
                     yield Sample(feeds=feeds, label=label, source=source)
             finally:
@@ -560,25 +558,6 @@ def _image_channels(spec, pre, dims) -> int:
     return channels
 
 
-def _preprocess_gray(path: Path, pre) -> np.ndarray:
-    """images.preprocess for a 1-channel input: the same resize and centre crop, in mode L (luma)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UsageError(f"cannot read image {path}: {exc}") from None
-    w, h = img.size
-    s = pre.resize / min(w, h)
-    img = img.resize((max(pre.crop, round(w * s)), max(pre.crop, round(h * s))), Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - pre.crop) // 2, (h - pre.crop) // 2
-    img = img.crop((left, top, left + pre.crop, top + pre.crop))
-    x = (np.asarray(img, dtype=np.float32) * pre.scale - np.float32(pre.mean[0])) / np.float32(pre.std[0])
-    return np.ascontiguousarray(x[None] if pre.layout == "NCHW" else x[..., None], dtype=np.float32)
-
-
 # ---------------------------------------------------------------------- labels file
 
 
@@ -646,15 +625,6 @@ def _is_int(value: str) -> bool:
 
 
 # ---------------------------------------------------------------------- misc
-
-
-def _random(rng, shape, spec) -> np.ndarray:
-    lo, hi = spec.range
-    if spec.dtype == "bool":
-        return rng.integers(0, 2, size=shape).astype(bool)
-    if spec.dtype.startswith(("int", "uint")):
-        return rng.integers(int(lo), int(hi) + 1, size=shape).astype(spec.dtype)
-    return rng.uniform(lo, hi, size=shape).astype(spec.dtype)
 
 
 def _concat(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
