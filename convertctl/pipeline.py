@@ -343,6 +343,7 @@ class Run:
     def _finish(self, started: str, t0: float, gate_failed: bool = False) -> Manifest:
         from convertctl.recipe import format_recipe_content
         from convertctl.report.environment import environment
+        from convertctl.report.html import render_html
         from convertctl.report.markdown import render_markdown
 
         statuses = [a.status for a in self.artifacts]
@@ -371,6 +372,7 @@ class Run:
         )
         manifest.files = self._files(sorted(p for p in self.dir.iterdir() if p.is_file()))
         (self.dir / "summary.md").write_text(render_markdown(manifest))
+        (self.dir / "report.html").write_text(render_html(manifest))
         # The manifest is written last: its presence marks a finished folder.
         (self.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
         self.out.commit()

@@ -156,5 +156,16 @@ def test_quantize_command_on_onnx_with_tensor_calibration(digits_run, tmp_path):
     assert [a["id"] for a in m["artifacts"]] == ["onnxruntime_fp32", "onnxruntime_int8", "onnxruntime_fp16"]
     int8 = m["artifacts"][1]
     assert int8["accuracy"]["samples"] >= 300 and int8["accuracy"]["top1_drop"] <= 0.005  # labels from the .npz
-    assert m["stages"][-1]["name"] == "quantize" or any(s["name"] == "quantize" for s in m["stages"])
+    assert [s["name"] for s in m["stages"]] == ["export", "check", "optimize", "quantize"]
     assert (tmp_path / "q" / "quantize" / "calibration.json").exists()
+
+
+def test_html_report_is_self_contained_and_shows_layers(digits_run):
+    folder, _ = digits_run
+    html = (folder / "out" / "report.html").read_text()
+    assert html.startswith("<!doctype html>") and "<script" not in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
+    layers = json.loads((folder / "out" / "quantize" / "layer_errors.json").read_text())
+    assert html.count('class="bar"') == len(layers)  # one bar per quantized layer
+    for art in ("onnxruntime_int8", "openvino_int8_nncf", "openvino_int8_qdq"):
+        assert f"<td>{art}</td>" in html
