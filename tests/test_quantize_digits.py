@@ -169,3 +169,22 @@ def test_html_report_is_self_contained_and_shows_layers(digits_run):
     assert html.count('class="bar"') == len(layers)  # one bar per quantized layer
     for art in ("onnxruntime_int8", "openvino_int8_nncf", "openvino_int8_qdq"):
         assert f"<td>{art}</td>" in html
+
+
+def test_exclusions_reach_nncf_and_qdq(digits_run, tmp_path):
+    folder, _ = digits_run
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    recipe["quantize"] = {"exclude_nodes": ["node_Conv_28"]}  # the first conv, by its ONNX name
+    recipe["targets"] = [{"runtime": "openvino", "precision": "int8"},
+                         {"runtime": "onnxruntime", "precision": "int8"}]
+    (folder / "excluded.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_cli("run", folder / "excluded.yaml", "-o", tmp_path / "ex", "--json")
+    assert res.code == 0, res.stderr
+    arts = {a["id"]: a for a in res.json()["artifacts"]}
+    scope = arts["openvino_int8"]["settings"]["ignored_scope"]
+    assert scope["names"] == ["node_Conv_28/WithoutBiases"]  # mapped to the OpenVINO Convolution
+    import onnx
+
+    qdq = onnx.load(str(tmp_path / "ex" / "targets" / "onnxruntime_int8" / "model.onnx"))
+    conv = next(n for n in qdq.graph.node if n.name == "node_Conv_28")
+    assert not conv.input[1].endswith("_DequantizeLinear_Output")  # its weight stayed float
