@@ -338,7 +338,6 @@ class Run:
 
         for f in companion_files(self.onnx):
             shutil.copyfile(f, self.dir / f.name)
-        self.final_onnx = self.dir / "model.onnx"
 
     def _finish(self, started: str, t0: float, gate_failed: bool = False) -> Manifest:
         from convertctl.recipe import format_recipe_content

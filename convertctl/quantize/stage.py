@@ -90,9 +90,7 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
 
 def stack_samples(samples) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Stack single-sample feeds along dim 0; labels alongside when every sample has one."""
-    feeds, labels = {}, []
     items = list(samples)
-    for name in items[0].feeds:
-        feeds[name] = np.concatenate([s.feeds[name] for s in items])
+    feeds = {name: np.concatenate([s.feeds[name] for s in items]) for name in items[0].feeds}
     labels = [s.label for s in items]
     return feeds, (np.asarray(labels) if all(label is not None for label in labels) else None)
