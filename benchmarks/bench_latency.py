@@ -1,9 +1,11 @@
 """Benchmark 3: batch-1 latency of each artifact `convertctl run` produced, against PyTorch eager FP32.
 
-Every variant runs in its own process (latency_worker.py); several runtimes in one process skew each
-other. The variants run in `rounds` short rounds, in a rotated order, so slow phases of the (virtual)
-machine hit all of them alike; the median and p90 are over all timed runs of the rounds no other process
-disturbed.
+One model per call (`model`, a key of common.MODELS): its artifacts come from its own `convertctl run`
+(`run_dir`), and its baseline is the same model in PyTorch eager FP32, built by the model's factory and
+measured in the same rounds. Every variant runs in its own process (latency_worker.py); several runtimes
+in one process skew each other. The variants run in `rounds` short rounds, in a rotated order, so slow
+phases of the (virtual) machine hit all of them alike; the median and p90 are over all timed runs of the
+rounds no other process disturbed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,20 @@ from __future__ import annotations
 import json
 from functools import partial
 
-from common import BENCH, GATE, PYTHON, THREADS, WORK, compare, load_samples, median, percentile, run_json
+from common import (
+    BENCH,
+    GATE,
+    MODELS,
+    PYTHON,
+    ROOT,
+    THREADS,
+    WORK,
+    compare,
+    load_samples,
+    median,
+    percentile,
+    run_json,
+)
 
 VARIANTS = {
     "torch_fp32": "PyTorch eager FP32",
@@ -36,10 +51,32 @@ def ensure_qdq_s8(run_dir) -> dict:
             "calibration table and optimized ONNX)", **info}
 
 
-def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20) -> dict:
+def check_source(run_dir, model: str) -> dict:
+    """The run folder must hold a conversion of `model`: its manifest's factory is the model's factory."""
+    from pathlib import Path
+
+    factory = Path(MODELS[model]["factory"]).resolve()
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+        src = manifest["recipe"]["content"]["source"]
+        converted, recipe = src["factory"], manifest["recipe"].get("path")
+        extras = {k: src[k] for k in ("path", "factory_args") if src.get(k)}
+    except (OSError, KeyError, TypeError, ValueError) as exc:  # the manifest's layout is not ours to rely on
+        return {"factory": str(factory), "run_factory": None, "checked": f"not checked: {exc!r}"}
+    if extras:  # the worker calls build() alone: weights or arguments of the run would make another model
+        raise RuntimeError(f"{run_dir}: the run's source also has {extras}; the PyTorch baseline would not be "
+                           "the converted model")
+    if not converted or Path(converted.rsplit(":", 1)[0]).resolve() != factory:
+        raise RuntimeError(f"{run_dir} is a conversion of {converted!r}, not of the {model} model ({factory}): "
+                         f"give --artifacts {model}=DIR a run of {MODELS[model]['recipe'].relative_to(ROOT)}")
+    return {"factory": str(factory), "run_factory": converted, "run_recipe": recipe, "checked": "same factory"}
+
+
+def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20, model: str = "efficientnet_lite0") -> dict:
     import numpy as np
 
-    out_dir = WORK / "latency"
+    source = check_source(run_dir, model)
+    out_dir = WORK / "latency" / model
     out_dir.mkdir(parents=True, exist_ok=True)
     qdq_s8 = ensure_qdq_s8(run_dir)
     names = list(VARIANTS)
@@ -48,6 +85,7 @@ def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20) -> dict:
         for v in names[r % len(names) :] + names[: r % len(names)]:
             worker = [PYTHON, str(BENCH / "latency_worker.py"), v, str(run_dir), "--runs", str(runs)]
             cmd = [*worker, "--warmup", str(warmup), "--outputs", str(out_dir / f"{v}.npy")]
+            cmd += ["--factory", source["factory"]]
             result, share = GATE.run(partial(run_json, cmd))
             raw[v].append({**result, "foreign_cpu_share": share})
     ref = np.load(out_dir / "torch_fp32.npy")
@@ -85,6 +123,10 @@ def bench(run_dir, rounds: int = 10, runs: int = 50, warmup: int = 20) -> dict:
     }
     n = len(load_samples(run_dir))
     return {
+        "model": model,
+        "model_label": MODELS[model]["label"],
+        "recipe": str(MODELS[model]["recipe"].relative_to(ROOT)),
+        "source_check": source,
         "threads_requested": THREADS,
         "batch": 1,
         "rounds": rounds,
@@ -103,4 +145,6 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    print(json.dumps(bench(Path(sys.argv[1])), indent=2))
+    # bench_latency.py RUN_DIR [MODEL]
+    print(json.dumps(bench(Path(sys.argv[1]), model=sys.argv[2] if len(sys.argv) > 2 else "efficientnet_lite0"),
+                     indent=2))

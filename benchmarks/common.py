@@ -18,6 +18,28 @@ WORK = BENCH / "_work"  # git-ignored
 RESULTS = BENCH / "results"
 RECIPE = ROOT / "recipes" / "efficientnet_lite0.yaml"
 FACTORY = ROOT / "recipes" / "models" / "efficientnet_lite0.py"
+# The models of the latency benchmark (run_all.py --models). Each has its recipe (its own `convertctl run`
+# builds the artifacts), the factory of its PyTorch eager FP32 baseline, the folder of that run, and the
+# keys of its sections in the results JSON. EfficientNet-Lite0 keeps the keys it had before ResNet-18 came.
+MODELS = {
+    "efficientnet_lite0": {
+        "label": "EfficientNet-Lite0 (ImageNet-trained weights; the demo recipe)",
+        "recipe": RECIPE,
+        "factory": FACTORY,
+        "artifacts": WORK / "artifacts",
+        "artifacts_key": "artifacts",
+        "latency_key": "latency",
+    },
+    "resnet18": {
+        "label": "ResNet-18 (random weights, BatchNorm statistics from real images: latency and "
+        "numerical fidelity only)",
+        "recipe": BENCH / "recipes" / "resnet18.yaml",
+        "factory": BENCH / "models" / "resnet18.py",
+        "artifacts": WORK / "artifacts_resnet18",
+        "artifacts_key": "artifacts_resnet18",
+        "latency_key": "latency_resnet18",
+    },
+}
 PYTHON = sys.executable
 _SCRIPT = Path(sys.executable).parent / "convertctl"  # the console script of this interpreter's venv
 CLI = str(_SCRIPT) if _SCRIPT.exists() else (shutil.which("convertctl") or "convertctl")
@@ -83,17 +105,21 @@ def versions() -> dict:
     return out
 
 
+# What the measured artifacts depend on: convertctl, the recipes and the benchmark's own models and recipes.
+SOURCE_PATHS = ("convertctl", "recipes", "benchmarks/models", "benchmarks/recipes")
+
+
 def source_state() -> dict:
-    """The commit measured, plus any uncommitted changes to convertctl/ or recipes/ (files and diff hash)."""
+    """The commit measured, plus any uncommitted changes to SOURCE_PATHS (files and diff hash)."""
     import hashlib
 
     def git(*args) -> str:
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout
 
-    diff = git("diff", "HEAD", "--", "convertctl", "recipes")
+    diff = git("diff", "HEAD", "--", *SOURCE_PATHS)
     return {
         "commit": git("rev-parse", "--short", "HEAD").strip() or None,
-        "modified": git("diff", "HEAD", "--name-only", "--", "convertctl", "recipes").split(),
+        "modified": git("diff", "HEAD", "--name-only", "--", *SOURCE_PATHS).split(),
         "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
     }
 
@@ -109,7 +135,8 @@ def machine() -> dict:
 
 
 def load_samples(folder: Path):
-    """The 16 preprocessed real images convertctl verified with (samples.npz of a run), [16, 3, 224, 224]."""
+    """The preprocessed real images convertctl verified with (samples.npz of a run), [N, 3, 224, 224]: the 16
+    `samples` images, or the held-out calibration images when the recipe has a `calibration:` section."""
     import numpy as np
 
     with np.load(folder / "samples.npz") as data:

@@ -1,10 +1,13 @@
 """One latency measurement in its own process: load one variant, warm up, time N batch-1 runs, print JSON.
 
     python benchmarks/latency_worker.py VARIANT RUN_DIR [--runs N] [--warmup N] [--outputs FILE.npy]
+                                        [--factory MODEL.py]
 
-RUN_DIR is a `convertctl run` output folder: its samples.npz holds the 16 preprocessed real images
-(cycled through, one per run) and its targets/ the artifacts. The thread count and precision are
-read back from the runtime after loading, not assumed.
+RUN_DIR is a `convertctl run` output folder: its samples.npz holds the preprocessed real images
+(cycled through, one per run) and its targets/ the artifacts. `--factory` is the file whose `build()`
+gives the PyTorch model of the `torch_fp32` variant (default: the demo's EfficientNet-Lite0); it must be
+the model RUN_DIR was converted from. The thread count and precision are read back from the runtime
+after loading, not assumed.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from pathlib import Path
 from common import FACTORY, THREADS, load_samples, median, percentile
 
 
-def torch_fp32(run_dir: Path):
+def torch_fp32(run_dir: Path, factory: Path = FACTORY):
     import importlib.util
 
     import torch
 
     torch.set_num_threads(THREADS)
-    spec = importlib.util.spec_from_file_location("factory", FACTORY)
+    spec = importlib.util.spec_from_file_location("factory", factory)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     model = module.build().eval()
@@ -36,6 +39,7 @@ def torch_fp32(run_dir: Path):
     return run, {
         "threads": torch.get_num_threads(),
         "precision": "/".join(dtypes),
+        "factory": str(factory),
         "torch": torch.__version__,
     }
 
@@ -146,13 +150,14 @@ VARIANTS = {
 }
 
 
-def measure(variant: str, run_dir: Path, runs: int, warmup: int, outputs: Path | None) -> dict:
+def measure(variant: str, run_dir: Path, runs: int, warmup: int, outputs: Path | None,
+            factory: Path = FACTORY) -> dict:
     import numpy as np
 
-    images = load_samples(run_dir)  # [16, 3, 224, 224] float32
+    images = load_samples(run_dir)  # [N, 3, 224, 224] float32
     batches = [np.ascontiguousarray(images[i : i + 1]) for i in range(len(images))]
     t0 = time.perf_counter()
-    run, info = VARIANTS[variant](run_dir)
+    run, info = torch_fp32(run_dir, factory) if variant == "torch_fp32" else VARIANTS[variant](run_dir)
     load_s = time.perf_counter() - t0
     logits = np.concatenate([np.asarray(run(x)) for x in batches])  # first pass: also warm-up
     if outputs is not None:
@@ -186,5 +191,6 @@ if __name__ == "__main__":
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--outputs", type=Path)
+    p.add_argument("--factory", type=Path, default=FACTORY, help="model file of torch_fp32 (its build())")
     a = p.parse_args()
-    print(json.dumps(measure(a.variant, a.run_dir, a.runs, a.warmup, a.outputs)))
+    print(json.dumps(measure(a.variant, a.run_dir, a.runs, a.warmup, a.outputs, a.factory.resolve())))

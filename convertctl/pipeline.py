@@ -1,4 +1,4 @@
-"""The one place that orders the stages: export -> check -> optimize -> build (+ verify) -> manifest.
+"""The one place that orders the stages: export -> check -> optimize -> build (+ verify) -> latency -> manifest.
 
 Every stage is a plain step over the model in flight; its files land in the staging folder and
 its record (inputs, outputs, hashes, time, findings, verification) in the manifest, which is
@@ -20,6 +20,7 @@ from convertctl import __version__
 from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_INTERNAL, EXIT_OK, ConvertctlError, install_hint
 from convertctl.report.manifest import (
     ArtifactRecord,
+    LatencyRecord,
     Manifest,
     RecipeRecord,
     SamplesRecord,
@@ -34,6 +35,9 @@ class Reporter:
     def start(self, stage: str, detail: str = "") -> None: ...
 
     def finish(self, record: StageRecord | ArtifactRecord) -> None: ...
+
+    def measured(self, stage: str, record: LatencyRecord, seconds: float) -> None:
+        """One latency measurement ended; `stage` is the name it was started with (`latency <what>`)."""
 
 
 def default_cache_dir() -> Path:
@@ -81,6 +85,7 @@ class Run:
         self.artifacts: list[ArtifactRecord] = []
         self.messages: list[str] = []
         self.samples_record: SamplesRecord | None = None
+        self.latency_baseline: LatencyRecord | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _files(self, paths) -> list:
@@ -217,9 +222,11 @@ class Run:
 
     def _quantize(self):
         """Calibrate once and emit every precision the targets need (quantize/stage.py)."""
+        from convertctl.quantize.preflight import check_quantizable
         from convertctl.quantize.stage import run_quantize
         from convertctl.targets import registry
 
+        check_quantizable(self.onnx, {t.precision for t in self.recipe.targets})
         needed = {registry.get(t.runtime).emission(t) for t in self.recipe.targets}
         self.emissions = {"fp32": self.onnx}
         if not needed - {"fp32"}:
@@ -285,6 +292,60 @@ class Run:
         self.artifacts.append(record)
         self.reporter.finish(record)
 
+    def _latency(self):
+        """Time the baseline (the final FP32 ONNX in ONNX Runtime, default session options), then every artifact
+        that ran (ok, or failed its gate), sequentially, each in a process of its own. Never changes the status."""
+        from convertctl.evaluate.latency import BASELINE
+
+        cfg = self.recipe.verify.latency
+        todo = [a for a in self.artifacts if a.status in ("ok", "failed")]
+        if not cfg.enabled or not todo:
+            return
+        try:
+            batch, problem = self._latency_batch(cfg.batch)
+            if problem:  # nothing can be timed with this batch: say so in every record
+                self.latency_baseline = LatencyRecord(status="error", reason=problem, of=BASELINE, batch=batch)
+                for a in todo:
+                    a.latency = LatencyRecord(status="error", reason=problem, of=a.id, batch=batch)
+                return
+            specs = {spec.id: spec for spec in self.recipe.targets}
+            common = {"samples": self.samples_path, "workdir": self.dir / "latency", "batch": batch,
+                      "warmup": cfg.warmup, "runs": cfg.runs, "timeout_s": cfg.timeout_s}
+            # `_baseline` cannot be a target id (ids start with a letter or digit): no clash of file names
+            self.latency_baseline = self._time("baseline", BASELINE, name="_baseline", model=self.dir / self.onnx.name,
+                                               **common)
+            for a in todo:
+                spec = specs[a.id]
+                a.latency = self._time(a.id, a.id, name=a.id, runtime=a.runtime, folder=self.dir / "targets" / a.id,
+                                       spec=spec.model_dump(mode="json"), settings=a.settings, **common)
+        except Exception as exc:  # a latency problem must never cost the run its result
+            self.messages.append(f"latency: {type(exc).__name__}: {exc}".strip()[:500])
+
+    def _time(self, label: str, of: str, **kwargs) -> LatencyRecord:
+        from convertctl.evaluate.latency import measure_latency, with_speedup
+
+        stage = f"latency {label}"
+        self.reporter.start(stage, f"{of}, batch {kwargs['batch']}, {kwargs['warmup']} warm-up + {kwargs['runs']} "
+                                   "timed runs, own process")
+        t0 = time.perf_counter()
+        record = with_speedup(measure_latency(of, **kwargs), self.latency_baseline)
+        self.reporter.measured(stage, record, round(time.perf_counter() - t0, 3))
+        return record
+
+    def _latency_batch(self, batch: int) -> tuple[int, str | None]:
+        """The batch to time (a fixed first dim wins over `verify.latency.batch`) and why it cannot fit, if so."""
+        from convertctl.recipe import latency_batch_problem
+
+        fixed = {spec.name: spec.shape[0] for spec in self.inputs if isinstance(spec.shape[0], int)}
+        if len(set(fixed.values())) > 1:
+            return batch, f"the inputs have different fixed first dims ({fixed}): no batch fits them all"
+        if fixed and batch not in fixed.values():
+            name, first = next(iter(fixed.items()))
+            self.messages.append(f"verify.latency.batch {batch} changed to {first}: input {name!r} has a fixed "
+                                 f"first dim of {first}")
+            batch = first
+        return batch, latency_batch_problem(self.inputs, self.recipe.dims, batch)
+
     # -- the run ---------------------------------------------------------------------------------
     def _preflight(self):
         """Cheap checks of every path the run needs, before anything is written."""
@@ -297,6 +358,10 @@ class Run:
             target = src.factory.rpartition(":")[0]
             if target.endswith(".py") and not Path(target).is_file():
                 raise SourceModelError(f"factory file not found: {target}")
+        if src.framework == "onnx" and "build" in self.recipe.stages:  # before anything is written
+            from convertctl.quantize.preflight import check_quantizable
+
+            check_quantizable(src.path, {t.precision for t in self.recipe.targets})
         images = self.recipe.samples.images
         if images is not None and not images.is_dir():
             raise UsageError(f"image folder not found: {images}", hint="run `make data`, or fix samples.images")
@@ -318,6 +383,7 @@ class Run:
             if "build" in self.recipe.stages:
                 for spec in self.recipe.targets:
                     self._build_target(spec)
+                self._latency()
         except _GateFailed as gate:
             self.messages.append(str(gate))
             return self._finish(started, t0, gate_failed=True)
@@ -342,8 +408,7 @@ class Run:
     def _finish(self, started: str, t0: float, gate_failed: bool = False) -> Manifest:
         from convertctl.recipe import format_recipe_content
         from convertctl.report.environment import environment
-        from convertctl.report.html import render_html
-        from convertctl.report.markdown import render_markdown
+        from convertctl.report.report_json import write_reports
 
         statuses = [a.status for a in self.artifacts]
         if gate_failed or "failed" in statuses:
@@ -367,11 +432,11 @@ class Run:
             samples=self.samples_record,
             stages=self.stages,
             artifacts=self.artifacts,
+            latency_baseline=self.latency_baseline,
             messages=self.messages,
         )
         manifest.files = self._files(sorted(p for p in self.dir.iterdir() if p.is_file()))
-        (self.dir / "summary.md").write_text(render_markdown(manifest))
-        (self.dir / "report.html").write_text(render_html(manifest))
+        write_reports(manifest, self.dir)  # report.json, report.md (+ summary.md), report.html
         # The manifest is written last: its presence marks a finished folder.
         (self.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")
         self.out.commit()

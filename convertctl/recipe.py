@@ -130,8 +130,20 @@ def _default_tolerances() -> dict[str, Tolerance]:
     }
 
 
+class Latency(Strict):
+    """Latency of every artifact (and of the FP32 ONNX in ONNX Runtime, the baseline), each timed in its own
+    process on a fixed batch cut from the verification samples: `warmup` calls, then `runs` timed calls."""
+
+    enabled: bool = True
+    runs: int = Field(50, ge=5)
+    warmup: int = Field(10, ge=0)
+    batch: int = Field(1, ge=1)  # along dim 0 of every input; must fit `dims` of a symbolic first dim
+    timeout_s: float = Field(120.0, gt=0)  # per measurement (one child process: load, warm-up, timed runs)
+
+
 class Verify(Strict):
     tolerances: dict[Literal["fp32", "fp16", "int8"], Tolerance] = Field(default_factory=_default_tolerances)
+    latency: Latency = Field(default_factory=Latency)
 
     @field_validator("tolerances")
     @classmethod
@@ -187,6 +199,9 @@ class Recipe(Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             raise ValueError(f"two targets share the id {dupes[0]!r}; give one of them a distinct 'name'")
+        problem = latency_batch_problem(self.inputs, self.dims, self.verify.latency.batch)
+        if problem:
+            raise ValueError(problem)
         self.stages = [s for s in STAGES if s in self.stages]  # the pipeline's order, whatever the file says
         return self
 
@@ -209,6 +224,18 @@ class Recipe(Strict):
                 self.calibration.labels = fix(self.calibration.labels)
         self.output = fix(self.output)
         return self
+
+
+def latency_batch_problem(inputs, dims, batch: int) -> str | None:
+    """Why `verify.latency.batch` does not fit the range `dims` gives a symbolic first dim, else None.
+
+    A fixed first dim is not checked here: the measurement uses that dim instead (and says so)."""
+    for spec in inputs:
+        first = spec.shape[0]
+        if isinstance(first, str) and first in dims and not dims[first].min <= batch <= dims[first].max:
+            return (f"verify.latency.batch {batch} does not fit input {spec.name!r}: dims.{first} allows "
+                    f"{dims[first].min}..{dims[first].max}")
+    return None
 
 
 def format_validation_error(err: ValidationError) -> str:

@@ -99,9 +99,19 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def run_cli(*args, cwd=None, timeout=600) -> CliResult:
+# The commands that build artifacts, and so time them (verify.latency) unless told not to.
+LATENCY_COMMANDS = {"run", "build", "quantize"}
+
+
+def run_cli(*args, cwd=None, timeout=600, latency=False) -> CliResult:
+    """The real CLI in a subprocess. Latency measurement (a child process per artifact, a few seconds each) is
+    the subject of tests/test_latency.py only: elsewhere `--no-latency` is added unless `latency=True`."""
+    args = [str(a) for a in args]
+    command = next((a for a in args if not a.startswith("-")), None)
+    if not latency and command in LATENCY_COMMANDS and "--help" not in args:
+        args.append("--no-latency")
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    proc = subprocess.run([sys.executable, "-m", "convertctl", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "convertctl", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 

@@ -138,3 +138,47 @@ def test_brackets_in_messages_survive_the_terminal(tmp_path, write_recipe):
     recipe = write_recipe(small_cnn_recipe(verify={"tolerances": {"int4": {"min_cosine": 0.9}}}))
     res = run_cli("recipe", "validate", recipe)
     assert_clean_error(res, EXIT_USAGE, "verify.tolerances.int4 (the key itself)", "'fp16' or 'int8'")
+
+
+def _save(model, path):
+    import onnx
+
+    onnx.save(model, str(path))
+    return path
+
+
+def test_quantize_refuses_an_already_quantized_model(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "s"), numpy_helper.from_array(np.array(0, np.uint8), "z"),
+             numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+             helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "qdq", [x], [y], inits), opset_imports=[helper.make_opsetid("", 18)],
+                              ir_version=9)
+    path = _save(model, tmp_path / "qdq.onnx")
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).random((8, 4), dtype=np.float32))
+    res = run_cli("quantize", path, "--int8", "--calib", tmp_path / "calib.npy", "-t", "onnxruntime",
+                  "-o", tmp_path / "q")
+    assert_clean_error(res, EXIT_USAGE, "qdq.onnx is already quantized (2 nodes of DequantizeLinear, QuantizeLinear)",
+                       "give the FP32 model")
+    assert not (tmp_path / "q").exists()
+
+
+def test_quantize_refuses_a_model_without_float_tensors(tmp_path):
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])
+    y = helper.make_tensor_value_info("out", TensorProto.INT64, ["batch", 4])
+    one = numpy_helper.from_array(np.ones(4, np.int64), "one")
+    model = helper.make_model(helper.make_graph([helper.make_node("Add", ["ids", "one"], ["out"])], "ints", [x], [y],
+                                                [one]), opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    path = _save(model, tmp_path / "ints.onnx")
+    res = run_cli("quantize", path, "--fp16", "-t", "onnxruntime", "-o", tmp_path / "q")
+    assert_clean_error(res, EXIT_USAGE, "ints.onnx has no float tensors to quantize")
+    assert not (tmp_path / "q").exists()

@@ -20,7 +20,7 @@ RECIPE = REPO / "recipes" / "efficientnet_lite0.yaml"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "efficientnet_lite0"
-    res = run_cli("run", RECIPE, "-o", out)
+    res = run_cli("run", RECIPE, "-o", out, latency=True)  # the demo times every artifact
     return out, res
 
 
@@ -29,8 +29,8 @@ def test_demo_succeeds(demo):
     assert res.code == 0, res.stderr
     m = load_manifest(out)
     assert m["status"] == "ok"
-    assert m["samples"]["shapes"] == {"input": [43, 3, 224, 224]}  # the held-out split of 144 real photographs
-    assert "43 held-out samples" in m["samples"]["description"]
+    assert m["samples"]["shapes"] == {"input": [91, 3, 224, 224]}  # the held-out split of 304 real photographs
+    assert "91 held-out samples" in m["samples"]["description"]
     assert "ok in" in res.stderr and str(out) in res.stderr  # says where everything went
 
 
@@ -38,7 +38,7 @@ def test_export_matches_pytorch_on_real_images(demo):
     out, _ = demo
     export = load_manifest(out)["stages"][0]
     logits = export["verification"][0]["outputs"]["logits"]
-    assert logits["shape"] == [43, 1000]
+    assert logits["shape"] == [91, 1000]
     assert logits["cosine"] > 0.99999 and logits["max_abs"] < 1e-3 and logits["top1_agreement"] == 1.0
 
 
@@ -46,7 +46,8 @@ def test_every_artifact_verified(demo):
     out, _ = demo
     arts = {a["id"]: a for a in load_manifest(out)["artifacts"]}
     assert set(arts) == {"openvino_fp32", "openvino_fp16", "openvino_int8", "onnxruntime_fp32", "onnxruntime_int8"}
-    bars = {"fp32": (0.99999, 1.0), "fp16": (0.9995, 0.93), "int8": (0.985, 0.75)}  # (cosine, top-1 agreement)
+    # (cosine, top-1 agreement) vs PyTorch on the 91 held-out views; INT8: the bar of 0.95
+    bars = {"fp32": (0.99999, 1.0), "fp16": (0.9995, 0.97), "int8": (0.99, 0.95)}
     for art in arts.values():
         assert art["status"] == "ok"
         logits = art["verification"][0]["outputs"]["logits"]
@@ -55,6 +56,11 @@ def test_every_artifact_verified(demo):
         assert logits["cosine"] > cosine and logits["top1_agreement"] >= agreement, art["id"]
     assert arts["onnxruntime_int8"]["built_from"] == "qdq_u8s8"
     assert arts["openvino_int8"]["settings"]["weights"] == "int8 (nncf)"
+    assert arts["openvino_int8"]["settings"]["overflow_fix"] in ("disable", "first_layer")  # by the CPU's VNNI
+    excluded = ["node_Conv_882", "node_Conv_881", "node_Conv_883", "node_Conv_805", "node_Conv_800", "node_Conv_855"]
+    assert len(arts["openvino_int8"]["settings"]["ignored_scope"]["names"]) == len(excluded)
+    quant = next(s for s in load_manifest(out)["stages"] if s["name"] == "quantize")
+    assert quant["details"]["qdq_u8s8"]["excluded_nodes"] == sorted(excluded)
     int8_bin = (out / "targets" / "openvino_int8" / "model.bin").stat().st_size
     assert arts["openvino_fp32"]["effective"]["inference_precision"] == "f32"
     fp16_bin = (out / "targets" / "openvino_fp16" / "model.bin").stat().st_size
@@ -68,7 +74,9 @@ def test_exported_model_recognises_real_photographs(demo):
     pre = load_recipe(RECIPE)[0].samples.preprocess
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     # ImageNet-1k ids: 967 espresso; 281-285 domestic cats; 657 missile, 812 space shuttle
-    expected = {"coffee_00.png": {967}, "chelsea_00.png": {281, 282, 283, 284, 285}, "rocket_00.png": {657, 744, 812}}
+    # 1 goldfish, 207 golden retriever, 400 academic gown / 652 military uniform (Grace Hopper)
+    expected = {"coffee_00.png": {967}, "chelsea_00.png": {281, 282, 283, 284, 285}, "rocket_00.png": {657, 744, 812},
+                "gold_fish_00.png": {1}, "puppy_00.png": {207}, "grace_hopper_00.png": {400, 652}}
     for name, classes in expected.items():
         x = preprocess(IMAGES / name, pre)[None]
         (logits,) = sess.run(None, {"input": x})

@@ -65,20 +65,32 @@ MODEL = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def train_digits(folder, epochs: int | None = None) -> None:
+    """Write digits_model.py into `folder` and train it there into weights.pt (all 25 epochs by default)."""
     assert (DIGITS / ".complete").exists(), "run `make data` first"
-    folder = tmp_path_factory.mktemp("digits")
-    (folder / "digits_model.py").write_text(MODEL)
+    assert "range(25)" in MODEL
+    (folder / "digits_model.py").write_text(MODEL if epochs is None else MODEL.replace("range(25)", f"range({epochs})"))
     subprocess.run([sys.executable, "-c", "import digits_model; digits_model.train('weights.pt')"], cwd=folder,
                    check=True)
+
+
+def digits_recipe(name: str, calibration: dict | None = None, **sections) -> dict:
+    """A recipe for the trained digits CNN, calibrated on the digit images (`calibration` keys override)."""
+    calib = {"data": str(DIGITS), "cache": "cache", "num_samples": 300, "holdout": 0.3, "seed": 0, "method": "minmax",
+             "preprocess": {"resize": 8, "crop": 8, "scale": 1 / 255, "mean": [0.0], "std": [1.0]}}
+    return {"name": name,
+            "source": {"framework": "pytorch", "factory": "digits_model.py:build", "path": "weights.pt"},
+            "inputs": [{"name": "image", "shape": ["batch", 1, 8, 8]}],
+            "dims": {"batch": {"min": 1, "opt": 1, "max": 512}},
+            "calibration": {**calib, **(calibration or {})}, "output": "out", **sections}
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("digits")
+    train_digits(folder)
     recipe = {
-        "name": "digits",
-        "source": {"framework": "pytorch", "factory": "digits_model.py:build", "path": "weights.pt"},
-        "inputs": [{"name": "image", "shape": ["batch", 1, 8, 8]}],
-        "dims": {"batch": {"min": 1, "opt": 1, "max": 512}},
-        "calibration": {"data": str(DIGITS), "cache": "cache", "num_samples": 300, "holdout": 0.3, "seed": 0, "method": "minmax",
-                        "preprocess": {"resize": 8, "crop": 8, "scale": 1 / 255, "mean": [0.0], "std": [1.0]}},
+        **digits_recipe("digits"),
         "targets": [
             {"runtime": "onnxruntime", "precision": "fp32"},
             {"runtime": "onnxruntime", "precision": "int8"},
@@ -188,3 +200,36 @@ def test_exclusions_reach_nncf_and_qdq(digits_run, tmp_path):
     qdq = onnx.load(str(tmp_path / "ex" / "targets" / "onnxruntime_int8" / "model.onnx"))
     conv = next(n for n in qdq.graph.node if n.name == "node_Conv_28")
     assert not conv.input[1].endswith("_DequantizeLinear_Output")  # its weight stayed float
+
+
+def test_excluded_layer_stays_float_in_onnxruntime(digits_run, tmp_path):
+    """A layer excluded between quantized ones must stay float in the session ONNX Runtime builds:
+    its WeightBiasQuantization optimizer would otherwise quantize the float weight per tensor."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    folder, _ = digits_run
+    fp32 = onnx.load(str(folder / "out" / "model.onnx"))
+    second = [n.name for n in fp32.graph.node if n.op_type == "Conv"][1]  # its input comes from a Q/DQ pair
+    recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
+    recipe["quantize"] = {"exclude_nodes": [second]}
+    recipe["targets"] = [{"runtime": "onnxruntime", "precision": "int8"}]
+    (folder / "second.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_cli("run", folder / "second.yaml", "-o", tmp_path / "ex", "--json")
+    assert res.code == 0, res.stderr
+    stage = next(s for s in res.json()["stages"] if s["name"] == "quantize")
+    assert stage["details"]["qdq_u8s8"]["float_layers_fed_float"] == [second]
+    artifact = tmp_path / "ex" / "targets" / "onnxruntime_int8" / "model.onnx"
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(str(tmp_path / "optimized.onnx"))
+    conv = next(n for n in optimized.graph.node if n.name == second)
+    weights = {i.name: i for i in optimized.graph.initializer}
+    assert conv.input[1] in weights and weights[conv.input[1]].data_type == onnx.TensorProto.FLOAT
+    assert not any(n.name.startswith(f"{second}_weight_q") for n in optimized.graph.node)
+    original = next(i for i in fp32.graph.initializer if i.name == conv.input[1])
+    np.testing.assert_array_equal(onnx.numpy_helper.to_array(weights[conv.input[1]]),
+                                  onnx.numpy_helper.to_array(original))

@@ -14,7 +14,7 @@ from convertctl.errors import EXIT_INTERNAL, EXIT_USAGE, ConvertctlError
 
 # name -> (module, attribute, one-line help). The help is here so listing commands imports nothing.
 COMMANDS = {
-    "run": ("convertctl.cli.run", "run", "Run a recipe end to end: export, check, optimize, build, verify."),
+    "run": ("convertctl.cli.run", "run", "Run a recipe end to end: export, check, optimize, build, verify, time."),
     "export": ("convertctl.cli.export", "export", "Export a model to ONNX and verify it against the source."),
     "optimize": ("convertctl.cli.optimize", "optimize", "Simplify an ONNX model; roll back if outputs change."),
     "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime) and verify them."),

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from convertctl.cli.common import common_options, is_recipe, load_job
+from convertctl.cli.common import common_options, is_recipe, latency_overrides, load_job, no_latency_option
 from convertctl.cli.run import execute
 from convertctl.errors import UsageError
 
@@ -16,15 +16,16 @@ from convertctl.errors import UsageError
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
 @click.option("--no-optimize", is_flag=True, help="Build from the model as is, without simplification.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
+@no_latency_option
 @common_options
-def build(model, targets, precisions, output, no_optimize, inputs):
-    """Build MODEL (ONNX or recipe) for each --target and verify every artifact in its runtime.
+def build(model, targets, precisions, output, no_optimize, inputs, no_latency):
+    """Build MODEL (ONNX or recipe) for each --target; verify and time every artifact in its runtime.
 
     Example: convertctl build model.onnx --target openvino --target onnxruntime -o out/m
     """
     from convertctl.targets import registry
 
-    overrides = {}
+    overrides = latency_overrides(no_latency)
     if targets:
         for name in targets:
             target = registry.get(name)  # unknown names: exit 2 with the list of known targets

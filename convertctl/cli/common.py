@@ -27,6 +27,25 @@ def common_options(fn):
     return wrapper
 
 
+def no_latency_option(fn):
+    """`--no-latency` for the commands that build artifacts (run, build, quantize)."""
+    return click.option("--no-latency", is_flag=True,
+                        help="Do not time the artifacts (verify.latency.enabled: false).")(fn)
+
+
+def latency_overrides(no_latency: bool) -> dict:
+    return {"verify": {"latency": {"enabled": False}}} if no_latency else {}
+
+
+def merge_overrides(data: dict, overrides: dict | None) -> dict:
+    """Patch a recipe dict: a flag changes one key, not the whole section (mappings merge, at any depth)."""
+    out = dict(data)
+    for key, value in (overrides or {}).items():
+        out[key] = (merge_overrides(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict)
+                    else value)
+    return out
+
+
 def is_recipe(path: str) -> bool:
     return path.lower().endswith((".yaml", ".yml"))
 
@@ -76,8 +95,10 @@ def _override_inputs(declared: list[dict], given: list[dict]) -> list[dict]:
     return list(by_name.values())
 
 
-def load_job(source: str, *, stages: list[str], inputs=(), framework=None, weights=None, overrides=None):
-    """Recipe file or model path -> (recipe, sha256, recipe_path). `overrides` patch the recipe dict."""
+def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None, weights=None, overrides=None):
+    """Recipe file or model path -> (recipe, sha256, recipe_path). `overrides` patch the recipe dict.
+
+    `stages=None` keeps a recipe's own stages (`run`)."""
     import hashlib
     import json
 
@@ -88,16 +109,17 @@ def load_job(source: str, *, stages: list[str], inputs=(), framework=None, weigh
             raise UsageError("--framework and --weights apply to a model file; a recipe sets them under 'source'")
         recipe, sha = load_recipe(Path(source))
         data = recipe.model_dump(mode="json")
-        data["stages"] = stages
-        for key, value in (overrides or {}).items():  # merge: a flag changes one key, not the whole section
-            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+        if stages is not None:
+            data["stages"] = stages
+        data = merge_overrides(data, overrides)
         if inputs:
             data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
         recipe = parse_recipe(data, Path(source).resolve().parent, origin=source)
         return recipe, sha, Path(source)
     data, base = source_recipe(source, inputs, framework, weights)
-    data["stages"] = stages
-    data.update(overrides or {})
+    if stages is not None:
+        data["stages"] = stages
+    data = merge_overrides(data, overrides)
     recipe = parse_recipe(data, base, origin="command line")
     sha = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return recipe, sha, None

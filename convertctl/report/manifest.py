@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from convertctl.schema import Tolerance
 
-SCHEMA_VERSION = "1.1.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage
+SCHEMA_VERSION = "1.2.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage; 1.2: latency
 
 StageStatus = Literal["ok", "rolled_back", "skipped", "failed", "error"]
 ArtifactStatus = Literal["ok", "failed", "error", "skipped"]
@@ -54,6 +54,26 @@ class StageRecord(BaseModel):
     verification: list[Comparison] = Field(default_factory=list)
 
 
+class LatencyRecord(BaseModel):
+    """One artifact timed in its runtime, in a process of its own (warm-up first, then `runs` timed calls)."""
+
+    status: Literal["measured", "skipped", "error"]
+    reason: str | None = None  # why skipped / the error
+    of: str  # what was timed: an artifact id, or "onnx fp32 (onnxruntime)" for the baseline
+    batch: int = 1
+    threads: int | None = None  # as the runtime reports it after loading
+    warmup: int = 0
+    runs: int = 0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    min_ms: float | None = None
+    throughput_per_s: float | None = None  # samples per second at `batch` (batch / mean latency)
+    speedup: float | None = None  # baseline p50 / this p50, both measured in the same run
+    baseline: str | None = None  # `of` of the baseline measurement
+
+
 class ArtifactRecord(BaseModel):
     id: str
     runtime: str
@@ -67,6 +87,7 @@ class ArtifactRecord(BaseModel):
     built_from: str = "fp32"  # the ONNX the build started from: fp32, qdq_s8, qdq_u8s8 or fp16
     verification: list[Comparison] = Field(default_factory=list)
     accuracy: dict[str, Any] | None = None  # top-1/top-5 on labelled samples, with the reference's and the drop
+    latency: LatencyRecord | None = None
 
 
 class SamplesRecord(BaseModel):
@@ -97,6 +118,7 @@ class Manifest(BaseModel):
     files: list[FileRecord] = Field(default_factory=list)  # top-level deliverables: model.onnx (+ .data), samples.npz
     stages: list[StageRecord] = Field(default_factory=list)
     artifacts: list[ArtifactRecord] = Field(default_factory=list)
+    latency_baseline: LatencyRecord | None = None  # the FP32 ONNX in ONNX Runtime: what `speedup` is against
     messages: list[str] = Field(default_factory=list)
 
 
