@@ -17,7 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from convertctl import __version__
-from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_INTERNAL, EXIT_OK, ConvertctlError, install_hint
+from convertctl.errors import (
+    EXIT_ACCURACY_GATE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_UNSUPPORTED_OPERATOR,
+    ConvertctlError,
+    install_hint,
+)
 from convertctl.report.manifest import (
     ArtifactRecord,
     LatencyRecord,
@@ -86,6 +93,7 @@ class Run:
         self.messages: list[str] = []
         self.samples_record: SamplesRecord | None = None
         self.latency_baseline: LatencyRecord | None = None
+        self.unsupported: dict[str, str] = {}  # runtime -> why the check says it cannot work (its targets are not built)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _files(self, paths) -> list:
@@ -183,13 +191,66 @@ class Run:
         return files
 
     def _check(self):
+        """Structure (ONNX checker, shape inference), then operator support on every target runtime to be built.
+
+        A runtime judged "unsupported" is not built (its artifacts become "error"), or, with
+        `check.fail_fast`, the run stops here (exit 3). "conditional" and "unknown" only add messages."""
         from convertctl.checks.structure import check_structure
 
         self.reporter.start("check", "ONNX checker, shape inference, operators")
         t0 = time.perf_counter()
         findings, details = check_structure(self.onnx)
-        self._stage(StageRecord(name="check", status="ok", seconds=round(time.perf_counter() - t0, 3),
-                                inputs=self._files([self.onnx]), findings=findings, details=details))
+        outputs = []
+        runtimes = list(dict.fromkeys(t.runtime for t in self.recipe.targets)) if "build" in self.recipe.stages else []
+        if runtimes:
+            outputs = self._check_targets(runtimes, findings, details)
+        stop = bool(self.unsupported) and self.recipe.check.fail_fast
+        self._stage(StageRecord(name="check", status="failed" if stop else "ok",
+                                seconds=round(time.perf_counter() - t0, 3), inputs=self._files([self.onnx]),
+                                outputs=self._files(outputs), findings=findings, details=details))
+        if stop:
+            raise _Unsupported("check.fail_fast: the run stopped after the check: "
+                               + "; ".join(self.unsupported.values()))
+
+    def _check_targets(self, runtimes: list[str], findings: list[str], details: dict) -> list[Path]:
+        """`convertctl check` on the model in flight for these runtimes: check/check.json, findings, verdicts."""
+        from convertctl.checks.run_check import check_model
+        from convertctl.recipe import explicit_dim_ranges
+
+        self.reporter.start("check", f"operator support: {', '.join(runtimes)}")
+        try:
+            report = check_model(self.onnx, runtimes, explicit_dim_ranges(self.recipe) or None)
+        except (ConvertctlError, ImportError):
+            raise
+        except Exception as exc:  # the checker's own failure must not cost the run its builds: say so, build
+            note = f"check: the operator support check failed ({type(exc).__name__}: {exc}); targets built unchecked"
+            findings.append(note[:500])
+            self.messages.append(note[:500])
+            return []
+        path = self.dir / "check" / "check.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(report.model_dump_json(indent=2) + "\n")
+        details["targets"] = {
+            t.target: {"verdict": t.verdict, "judged_by": t.judged_by, "version": t.version,
+                       "nodes": [n.model_dump(exclude_none=True) for n in t.nodes if n.verdict != "supported"]}
+            for t in report.targets}
+        details["targets_seconds"] = report.seconds
+        for t in report.targets:
+            bad = [n for n in t.nodes if n.verdict == t.verdict] if t.verdict != "supported" else []
+            # an unsupported operator names its node first; for the other verdicts a model-level reason says most
+            bad.sort(key=lambda n: bool(n.node) != (t.verdict == "unsupported"))
+            first = _node_text(bad[0]).removeprefix(f"{t.verdict}: ") if bad else ""
+            more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+            if t.verdict == "supported":
+                findings.append(f"{t.target}: supported ({t.judged_by})")
+            elif t.verdict == "unsupported":
+                self.unsupported[t.target] = (f"unsupported by {t.target}: {first}{more}; see check/check.json"
+                                              if bad else f"unsupported by {t.target}; see check/check.json")
+                findings.append(f"{t.target}: unsupported: {first}{more}; its targets are not built")
+            else:
+                findings.append(f"{t.target}: {t.verdict}: {first}{more}")
+                self.messages.append(f"check: {t.target}: {t.verdict}: {first}{more} (see check/check.json)")
+        return [path]
 
     def _optimize(self):
         from functools import partial
@@ -226,8 +287,9 @@ class Run:
         from convertctl.quantize.stage import run_quantize
         from convertctl.targets import registry
 
-        check_quantizable(self.onnx, {t.precision for t in self.recipe.targets})
-        needed = {registry.get(t.runtime).emission(t) for t in self.recipe.targets}
+        buildable = [t for t in self.recipe.targets if t.runtime not in self.unsupported]
+        check_quantizable(self.onnx, {t.precision for t in buildable})
+        needed = {registry.get(t.runtime).emission(t) for t in buildable}
         self.emissions = {"fp32": self.onnx}
         if not needed - {"fp32"}:
             return
@@ -250,6 +312,11 @@ class Run:
 
         target = registry.get(spec.runtime)
         record = ArtifactRecord(id=spec.id, runtime=spec.runtime, precision=spec.precision, status="ok")
+        if spec.runtime in self.unsupported:  # the check found an operator this runtime cannot convert or run
+            record.status, record.reason = "error", self.unsupported[spec.runtime]
+            self.artifacts.append(record)
+            self.reporter.finish(record)
+            return
         if not target.installed():
             record.status = "skipped"
             record.reason = f"skipped: {target.name} not installed ({install_hint(target.extra)})"
@@ -387,6 +454,16 @@ class Run:
         except _GateFailed as gate:
             self.messages.append(str(gate))
             return self._finish(started, t0, gate_failed=True)
+        except _Unsupported as stop:  # check.fail_fast: no target is built, the record says why
+            for spec in self.recipe.targets:
+                record = ArtifactRecord(id=spec.id, runtime=spec.runtime, precision=spec.precision, status="skipped",
+                                        reason="not built: check.fail_fast stopped the run after the check")
+                if spec.runtime in self.unsupported:
+                    record.status, record.reason = "error", self.unsupported[spec.runtime]
+                self.artifacts.append(record)
+                self.reporter.finish(record)
+            self.messages.append(str(stop))
+            return self._finish(started, t0, unsupported=True)
         except BaseException as exc:
             summary = exc.message if isinstance(exc, ConvertctlError) else f"{type(exc).__name__}: {exc}"
             where = self.out.abandon(summary + "\n\n" + traceback.format_exc())
@@ -405,13 +482,15 @@ class Run:
         for f in companion_files(self.onnx):
             shutil.copyfile(f, self.dir / f.name)
 
-    def _finish(self, started: str, t0: float, gate_failed: bool = False) -> Manifest:
+    def _finish(self, started: str, t0: float, gate_failed: bool = False, unsupported: bool = False) -> Manifest:
         from convertctl.recipe import format_recipe_content
         from convertctl.report.environment import environment
         from convertctl.report.report_json import write_reports
 
         statuses = [a.status for a in self.artifacts]
-        if gate_failed or "failed" in statuses:
+        if unsupported:  # check.fail_fast stopped the run: nothing was built
+            status, code = "error", EXIT_UNSUPPORTED_OPERATOR
+        elif gate_failed or "failed" in statuses:
             status, code = "failed", EXIT_ACCURACY_GATE
         elif "error" in statuses:
             status, code = "error", EXIT_INTERNAL
@@ -445,6 +524,17 @@ class Run:
 
 class _GateFailed(Exception):
     """A verification failed in a stage whose output everything after depends on: stop, but keep the record."""
+
+
+class _Unsupported(Exception):
+    """The check found a target runtime that cannot work and the recipe says `check: {fail_fast: true}`."""
+
+
+def _node_text(n) -> str:
+    """`ai.onnx.ml.Scaler (scale0): <reason>` for a node verdict; the reason alone for a model-level one."""
+    op = f"{n.domain}.{n.op_type}" if n.domain else n.op_type
+    what = f"{op} ({n.node})" if n.node else op
+    return f"{what}: {n.reason}" if what and n.reason else (what or n.reason or "see check/check.json")
 
 
 def run(recipe, recipe_sha: str, recipe_path: Path | None = None, output: Path | None = None, reporter=None) -> Manifest:

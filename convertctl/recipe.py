@@ -141,6 +141,14 @@ class Latency(Strict):
     timeout_s: float = Field(120.0, gt=0)  # per measurement (one child process: load, warm-up, timed runs)
 
 
+class CheckOptions(Strict):
+    """The check stage: per-target operator support (`convertctl check`) right after export."""
+
+    # true: a target runtime judged "unsupported" stops the whole run (exit 3) before optimize/calibration;
+    # false: only that runtime's targets become "error" artifacts, the others are built
+    fail_fast: bool = False
+
+
 class Verify(Strict):
     tolerances: dict[Literal["fp32", "fp16", "int8"], Tolerance] = Field(default_factory=_default_tolerances)
     latency: Latency = Field(default_factory=Latency)
@@ -169,6 +177,7 @@ class Recipe(Strict):
     optimize: OptimizeOptions = Field(default_factory=OptimizeOptions)
     calibration: CalibrationSpec | None = None
     quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
+    check: CheckOptions = Field(default_factory=CheckOptions)
     targets: list[TargetSpec] = Field(default_factory=list)
     stages: list[Literal["export", "check", "optimize", "build"]] = Field(default_factory=lambda: list(STAGES))
     verify: Verify = Field(default_factory=Verify)
@@ -224,6 +233,15 @@ class Recipe(Strict):
                 self.calibration.labels = fix(self.calibration.labels)
         self.output = fix(self.output)
         return self
+
+
+def explicit_dim_ranges(recipe: Recipe) -> dict[str, tuple[int, int, int]]:
+    """The (min, opt, max) of every symbolic dim the recipe gives a range for in `dims`.
+
+    Dims filled in with the default range (a symbolic dim the recipe names but gives no range for,
+    or one read from an ONNX source) are left out: for the check they have no range."""
+    return {name: (r.min, r.opt if r.opt is not None else r.min, r.max)
+            for name, r in recipe.dims.items() if r.model_fields_set}
 
 
 def latency_batch_problem(inputs, dims, batch: int) -> str | None:

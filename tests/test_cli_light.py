@@ -33,6 +33,7 @@ def imported_top_modules(*args) -> set[str]:
         ["--help"],
         ["run", "--help"],
         ["export", "--help"],
+        ["check", "--help"],
         ["build", "--help"],
         ["optimize", "--help"],
         ["quantize", "--help"],
@@ -53,7 +54,7 @@ def test_version():
 
 
 def test_every_command_has_help():
-    for cmd in ("run", "export", "optimize", "build", "quantize", "recipe", "targets"):
+    for cmd in ("run", "export", "check", "optimize", "build", "quantize", "recipe", "targets"):
         res = run_cli(cmd, "--help")
         assert res.code == 0 and "Usage:" in res.stdout and "--help" in res.stdout, cmd
 

@@ -16,6 +16,7 @@ from convertctl.errors import EXIT_INTERNAL, EXIT_USAGE, ConvertctlError
 COMMANDS = {
     "run": ("convertctl.cli.run", "run", "Run a recipe end to end: export, check, optimize, build, verify, time."),
     "export": ("convertctl.cli.export", "export", "Export a model to ONNX and verify it against the source."),
+    "check": ("convertctl.cli.check", "check", "Check operator support on each target (onnxruntime, openvino, tensorrt)."),
     "optimize": ("convertctl.cli.optimize", "optimize", "Simplify an ONNX model; roll back if outputs change."),
     "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime) and verify them."),
     "quantize": ("convertctl.cli.quantize", "quantize", "INT8/FP16 for every target from one calibration, with reports."),

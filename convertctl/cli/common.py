@@ -109,6 +109,8 @@ def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None
             raise UsageError("--framework and --weights apply to a model file; a recipe sets them under 'source'")
         recipe, sha = load_recipe(Path(source))
         data = recipe.model_dump(mode="json")
+        # a dim the recipe gives no range for stays one (the check reports dynamic dims without a range)
+        data["dims"] = {k: v.model_dump(mode="json", exclude_unset=True) for k, v in recipe.dims.items()}
         if stages is not None:
             data["stages"] = stages
         data = merge_overrides(data, overrides)
