@@ -2,6 +2,7 @@
 
 make bench            (or: .venv/bin/python benchmarks/run_all.py [--quick] [--only help,pipeline,...]
                            [--models efficientnet_lite0,resnet18])
+.venv/bin/python benchmarks/run_all.py --only check --output benchmarks/results/check.json   (benchmark 5)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_calibration
+import bench_check
 import bench_help
 import bench_latency
 import bench_pipeline
@@ -31,7 +33,7 @@ from common import (
     source_state,
 )
 
-BENCHES = ("help", "pipeline", "latency", "simplify", "calibration")
+BENCHES = ("help", "pipeline", "latency", "simplify", "calibration", "check")
 LATENCY_COLUMNS = (
     "median ms | p90 ms | round medians ms | speed vs torch | threads | precision "
     "| cosine vs torch | max abs vs torch"
@@ -196,6 +198,8 @@ def markdown(r: dict) -> str:
                 f"| {k['rss_after_imports_mb']:.0f} | {k['scan_peak_rss_mb']:.0f} | {k['calibrate_peak_rss_mb']:.0f} "
                 f"| {trace[0]:.0f}, then {min(trace[1:], default=trace[0]):.0f}-{max(trace[1:], default=trace[0]):.0f} |"
             )
+    if "check" in r:
+        lines += bench_check.markdown(r["check"])
     return "\n".join(lines)
 
 
@@ -283,6 +287,8 @@ def main() -> int:
                     results[name] = bench_pipeline.bench(repeats=1 if args.quick else 5)
                 elif name == "calibration":
                     results[name] = bench_calibration.bench(_artifacts(results, artifacts))
+                elif name == "check":  # its own process: the ground truth forks one child per model from it
+                    results[name] = bench_check.run_in_subprocess(args.quick, max(GATE.budget_s, 0))
                 else:
                     results[name] = bench_simplify.bench(_artifacts(results, artifacts))
             results[name]["seconds"] = round(time.perf_counter() - t, 1)

@@ -208,3 +208,28 @@ def test_runtime_not_installed_is_unknown_never_supported(tmp_path, monkeypatch)
         assert {o.verdict for o in t.ops} == {"unknown"}
         extra = t.target
         assert f"unknown: {extra} not installed (pip install 'convertctl[{extra}]')" in t.notes
+
+
+def test_a_node_fused_away_by_onnxruntime_is_conditional_not_unsupported(tmp_path):
+    """A LayerNorm written out in bfloat16: no bfloat16 kernel for ReduceMean/Sub/Pow/... on their own, but
+    ONNX Runtime's optimizer fuses them into LayerNormalization, which has one: the model loads as built."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    def const(name, value, dtype=T.BFLOAT16):
+        if dtype == T.INT64:
+            return numpy_helper.from_array(np.asarray(value, np.int64), name)
+        return h.make_tensor(name, dtype, np.shape(value), np.ravel(np.asarray(value, np.float32)).tolist())
+
+    n = h.make_node
+    nodes = [n("ReduceMean", ["x", "ax"], ["mu"]), n("Sub", ["x", "mu"], ["d"]), n("Pow", ["d", "two"], ["d2"]),
+             n("ReduceMean", ["d2", "ax"], ["var"]), n("Add", ["var", "eps"], ["ve"]), n("Sqrt", ["ve"], ["sd"]),
+             n("Div", ["d", "sd"], ["nrm"]), n("Mul", ["nrm", "g"], ["sc"]), n("Add", ["sc", "be"], ["y"])]
+    inits = [const("ax", [-1], T.INT64), const("two", 2.0), const("eps", 1e-5), const("g", [1.0] * 4),
+             const("be", [0.0] * 4)]
+    path = tmp_path / "ln.onnx"
+    onnx.save(h.make_model(h.make_graph(nodes, "ln", [vi("x", T.BFLOAT16, [2, 3, 4])], [vi("y", T.BFLOAT16, [2, 3, 4])],
+                                        inits), opset_imports=[h.make_opsetid("", 18)], ir_version=9), str(path))
+    ort = check_model(path, ["onnxruntime"]).targets[0]
+    assert ort.verdict == "conditional", [(x.node, x.verdict, x.reason) for x in ort.nodes]
+    assert all("optimizer fuses it" in x.reason for x in ort.nodes if x.verdict == "conditional" and x.node)
