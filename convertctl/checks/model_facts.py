@@ -13,7 +13,6 @@ IR version and opset against what an installed runtime supports are judged by th
 from __future__ import annotations
 
 import ast
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from convertctl.checks.verdicts import NodeVerdict
 from convertctl.errors import SourceModelError, UsageError, require
+from convertctl.report.manifest import sha256_file
 
 TWO_GB = 2**31
 # element types recorded as a condition for every target (which targets cast or reject them is
@@ -60,7 +60,7 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     if not path.is_file():
         raise UsageError(f"{path} is not a file (give the .onnx file)")
     model = _load(onnx, path)
-    sha = _sha256(path)
+    sha = sha256_file(path)
     opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
     notes: list[str] = []
     findings: list[NodeVerdict] = []
@@ -167,14 +167,6 @@ def _looks_truncated(path: Path) -> bool:
     return False  # parsed to the end: the corruption is elsewhere, not a truncation
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _size_and_external_data(path: Path, model) -> int:
     """File size plus external data; a missing or too short external data file is an error."""
     size = path.stat().st_size
@@ -214,6 +206,19 @@ def _subgraphs(node):
             yield from attr.graphs
 
 
+def display_name(node, index: int, used: set[str]) -> str:
+    """The node's name, or "<op_type>_<index>" when it has none or repeats one (added to `used`)."""
+    name = node.name
+    if not name or name in used:
+        base = node.name or node.op_type
+        name = f"{base}_{index}"
+        while name in used:
+            index += 1
+            name = f"{base}_{index}"
+    used.add(name)
+    return name
+
+
 def _all_nodes(graph) -> list[tuple[str, Any]]:
     """Every node, depth first through subgraphs, with a unique display name."""
     out: list[tuple[str, Any]] = []
@@ -221,15 +226,7 @@ def _all_nodes(graph) -> list[tuple[str, Any]]:
 
     def walk(g):
         for node in g.node:
-            name = node.name
-            if not name or name in used:
-                base = node.name or node.op_type
-                i = len(out)
-                name = f"{base}_{i}"
-                while name in used:
-                    i += 1
-                    name = f"{base}_{i}"
-            used.add(name)
+            name = display_name(node, len(out), used)
             out.append((name, node))
             for sub in _subgraphs(node):
                 walk(sub)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from convertctl.checks.model_facts import ModelFacts
+from convertctl.checks.model_facts import ModelFacts, display_name
 from convertctl.checks.tensorrt_parser import merge_parser, run_parser
 from convertctl.checks.tensorrt_table import (
     Condition,
@@ -102,16 +102,7 @@ class _Graph:
         names: list[str] = []
         used: set[str] = set()
         for node, _ in self.nodes:  # the same depth-first order and rule as model_facts._all_nodes
-            name = node.name
-            if not name or name in used:
-                base = node.name or node.op_type
-                i = len(names)
-                name = f"{base}_{i}"
-                while name in used:
-                    i += 1
-                    name = f"{base}_{i}"
-            used.add(name)
-            names.append(name)
+            names.append(display_name(node, len(names), used))
         return names
 
     def _walk(self, graph, scope: str, top: bool = False) -> None:
