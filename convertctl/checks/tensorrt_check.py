@@ -499,6 +499,16 @@ class _Judge:
         def cannot(detail: str) -> None:
             out.append(_Finding("conditional", f"{text} (could not be checked: {detail})", cond.suggestion))
 
+        def constant(name: str, missing: str):
+            """The value of input `name` when it is a readable initializer; else a finding and None."""
+            if not g.is_weights(name):
+                fail(f"'{name}' is {missing}")
+                return None
+            value = g.value(name)
+            if value is None:
+                cannot(f"the value of '{name}' could not be read")
+            return value
+
         if kind == "manual":
             self.note_once(node.op_type, f"not checked statically: {text}")
         elif kind == "constant_input":
@@ -510,26 +520,14 @@ class _Judge:
                     fail(f"'{name}' is computed at run time")
         elif kind == "constant_value":
             name = _input(node, cond.input)
-            if name:
-                if not g.is_weights(name):
-                    fail(f"'{name}' is not an initializer")
-                else:
-                    value = g.value(name)
-                    if value is None:
-                        cannot(f"the value of '{name}' could not be read")
-                    elif not (value.size == 1 and value.reshape(-1)[0] == cond.equals):
-                        fail(f"'{name}' is {value.reshape(-1)[:4].tolist()}")
+            value = constant(name, "not an initializer") if name else None
+            if value is not None and not (value.size == 1 and value.reshape(-1)[0] == cond.equals):
+                fail(f"'{name}' is {value.reshape(-1)[:4].tolist()}")
         elif kind == "zero_input":
             name = _input(node, cond.input)
-            if name:
-                if not g.is_weights(name):
-                    fail(f"'{name}' is not a constant")
-                else:
-                    value = g.value(name)
-                    if value is None:
-                        cannot(f"the value of '{name}' could not be read")
-                    elif value.size and (value.astype("float64") != 0).any():
-                        fail(f"'{name}' holds non-zero values")
+            value = constant(name, "not a constant") if name else None
+            if value is not None and value.size and (value.astype("float64") != 0).any():
+                fail(f"'{name}' holds non-zero values")
         elif kind == "max_value":
             name = _input(node, cond.input)
             if name:
