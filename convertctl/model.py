@@ -71,6 +71,19 @@ def describe(path: Path) -> ModelIO:
     )
 
 
+def copy_model(path: Path, out_dir: Path, name: str = "model.onnx") -> list[Path]:
+    """Copy an ONNX model and its external-data files into out_dir as `name` (the data files keep the names
+    the model references); return the copies' paths relative to out_dir."""
+    import shutil
+
+    copied = []
+    for i, f in enumerate(companion_files(path)):
+        target = name if i == 0 else f.name
+        shutil.copyfile(f, Path(out_dir) / target)
+        copied.append(Path(target))
+    return copied
+
+
 def companion_files(path: Path) -> list[Path]:
     """The model file plus any external-data files it references, as they are on disk."""
     proto = load_proto(path)

@@ -307,6 +307,7 @@ class Run:
         from convertctl.data.batching import run_in_chunks
         from convertctl.evaluate.accuracy import accuracy_record
         from convertctl.evaluate.compare import compare
+        from convertctl.recipe import explicit_dim_ranges
         from convertctl.targets import registry
         from convertctl.targets.base import BuildContext
 
@@ -317,21 +318,23 @@ class Run:
             self.artifacts.append(record)
             self.reporter.finish(record)
             return
-        if not target.installed():
-            record.status = "skipped"
-            record.reason = f"skipped: {target.name} not installed ({install_hint(target.extra)})"
-            self.artifacts.append(record)
-            self.reporter.finish(record)
-            return
-        self.reporter.start(f"build {spec.id}", target.summary)
-        t0 = time.perf_counter()
         folder = self.dir / "targets" / spec.id
         record.built_from = target.emission(spec)
         calib = self.calib
+        tolerance = self._tolerance(spec.precision, spec.tolerance)
         ctx = BuildContext(
             calibration=(lambda: (s.feeds for s in calib.calibration())) if calib else None,
             num_calibration=calib.num_calibration if calib else 0,
-            exclude_ops=self.recipe.quantize.exclude_ops, exclude_nodes=self.recipe.quantize.exclude_nodes)
+            exclude_ops=self.recipe.quantize.exclude_ops, exclude_nodes=self.recipe.quantize.exclude_nodes,
+            inputs=self.inputs, dims={n: (r.min, r.opt if r.opt is not None else r.min, r.max)
+                                      for n, r in self.recipe.dims.items()},
+            explicit_dims=set(explicit_dim_ranges(self.recipe)), tolerance=tolerance.model_dump(exclude_none=True),
+            cache_dir=default_cache_dir(), name=self.recipe.name)
+        if not target.installed():
+            self._not_installed(target, spec, record, folder, ctx)
+            return
+        self.reporter.start(f"build {spec.id}", target.summary)
+        t0 = time.perf_counter()
         try:
             built = target.build(self.emissions[record.built_from], spec, folder, ctx)
             record.settings = built.settings
@@ -339,7 +342,6 @@ class Run:
             runner = target.open(folder, spec, built.settings)  # load back from disk: verify what ships
             record.effective = runner.effective
             actual = run_in_chunks(runner.run, self.feeds, self.chunk)
-            tolerance = self._tolerance(spec.precision, spec.tolerance)
             gate = compare(self.reference_name, self.output_names, self.reference, actual, tolerance)
             record.accuracy, failures = accuracy_record(self.reference, actual, self.labels, tolerance)
             if failures:
@@ -356,6 +358,27 @@ class Run:
             record.status, record.reason = "error", f"{type(exc).__name__}: {exc}".strip()[:500]
             self.messages.append(f"{spec.id}: " + traceback.format_exc(limit=3).strip().splitlines()[-1])
         record.seconds = round(time.perf_counter() - t0, 3)
+        self.artifacts.append(record)
+        self.reporter.finish(record)
+
+    def _not_installed(self, target, spec, record, folder: Path, ctx) -> None:
+        """Status "skipped", never success; a target with a kit (TensorRT) leaves it, so the build can be done
+        where the runtime is. A kit that cannot be made (bad Q/DQ, a dim without a range) is an error."""
+        record.status = "skipped"
+        record.reason = f"skipped: {target.name} not installed ({install_hint(target.extra)})"
+        if target.kit is not None:
+            self.reporter.start(f"kit {record.id}", f"{target.name} not installed: writing the build kit")
+            t0 = time.perf_counter()
+            try:
+                built = target.kit(self.emissions[record.built_from], spec, folder, ctx)
+                record.settings = built.settings
+                record.files = self._files(folder / f for f in built.files)
+                record.reason += (f"; no engine built: build kit in targets/{record.id}/ (trtexec commands for "
+                                  f"{', '.join(built.settings.get('trtexec', {})) or 'no TensorRT version'}, "
+                                  "recipe.yaml, kit.json)")
+            except ConvertctlError as exc:
+                record.status, record.reason = "error", exc.message + (f" ({exc.hint})" if exc.hint else "")
+            record.seconds = round(time.perf_counter() - t0, 3)
         self.artifacts.append(record)
         self.reporter.finish(record)
 

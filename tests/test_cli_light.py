@@ -11,7 +11,7 @@ from convertctl import __version__
 
 from .conftest import REPO, run_cli
 
-HEAVY = ("torch", "onnxruntime", "openvino", "tensorflow", "paddle", "onnx", "onnxslim", "onnxsim", "nncf", "tensorrt")
+HEAVY = ("torch", "onnxruntime", "openvino", "tensorflow", "paddle", "onnx", "onnxslim", "onnxsim", "nncf", "tensorrt", "cuda")
 
 
 def imported_top_modules(*args) -> set[str]:

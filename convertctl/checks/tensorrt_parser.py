@@ -23,6 +23,19 @@ class ParserResult:
     partitioned: bool  # supports_model_v2 ran (TensorRT >= 10.1)
 
 
+def parser_errors(parser) -> dict[int, list[str]]:
+    """A tensorrt.OnnxParser's errors by top-level node index (-1: not tied to a node), with the node's name.
+
+    NEVER RUN HERE (TensorRT cannot be installed on this project's machines); also used by the engine builder."""
+    errors: dict[int, list[str]] = {}
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        index = int(err.node())
+        name = err.node_name() if hasattr(err, "node_name") else ""
+        errors.setdefault(index, []).append(f"{err.code()}: {err.desc()}" + (f" (node '{name}')" if name else ""))
+    return errors
+
+
 def run_parser(path: Path) -> ParserResult:
     """Parse the model with TensorRT's ONNX parser (tensorrt.OnnxParser) and collect per-node errors.
 
@@ -39,19 +52,10 @@ def run_parser(path: Path) -> ParserResult:
     if strongly_typed is not None:  # 10.x: opt in; 11.x: always on (flag kept, deprecated)
         flags |= 1 << int(strongly_typed)
 
-    def error_map(parser) -> dict[int, list[str]]:
-        errors: dict[int, list[str]] = {}
-        for i in range(parser.num_errors):
-            err = parser.get_error(i)
-            index = int(err.node())
-            name = err.node_name() if hasattr(err, "node_name") else ""
-            errors.setdefault(index, []).append(f"{err.code()}: {err.desc()}" + (f" (node '{name}')" if name else ""))
-        return errors
-
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     parsed = bool(parser.parse_from_file(str(path)))
-    errors = error_map(parser)
+    errors = parser_errors(parser)
     unsupported: set[int] = set()
     partitioned = False
     if hasattr(trt.OnnxParser, "supports_model_v2"):  # TensorRT >= 10.1: a partition of all nodes
@@ -61,7 +65,7 @@ def run_parser(path: Path) -> ParserResult:
         for s in range(checker.num_subgraphs):
             if not checker.is_subgraph_supported(s):
                 unsupported.update(int(i) for i in checker.get_subgraph_nodes(s))
-        for index, messages in error_map(checker).items():
+        for index, messages in parser_errors(checker).items():
             errors.setdefault(index, [])
             errors[index] += [m for m in messages if m not in errors[index]]
     return ParserResult(version=str(trt.__version__), parsed=parsed, errors=errors,

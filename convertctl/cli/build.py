@@ -10,7 +10,7 @@ from convertctl.errors import UsageError
 @click.command("build")
 @click.argument("model")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
-              help="Target runtime: openvino, onnxruntime (repeatable; see `convertctl targets`).")
+              help="Target runtime: openvino, onnxruntime, tensorrt (repeatable; see `convertctl targets`).")
 @click.option("-p", "--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
               help="Precision(s) to build (default fp32; repeatable; int8 needs calibration: see `quantize`).")
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
@@ -37,7 +37,7 @@ def build(model, targets, precisions, output, no_optimize, inputs, no_latency):
     elif precisions:
         raise UsageError("--precision needs --target", hint="e.g. --target openvino --precision fp16")
     elif not is_recipe(model):
-        raise UsageError("no target given", hint="add --target openvino and/or --target onnxruntime")
+        raise UsageError("no target given", hint="add --target openvino, --target onnxruntime and/or --target tensorrt")
     stages = ["export", "check", "build"] if no_optimize else ["export", "check", "optimize", "build"]
     recipe, sha, path = load_job(model, stages=stages, inputs=inputs, overrides=overrides)
     execute(recipe, sha, path, output)

@@ -32,6 +32,12 @@ class BuildContext:
     num_calibration: int = 0
     exclude_ops: list[str] = field(default_factory=list)
     exclude_nodes: list[str] = field(default_factory=list)
+    inputs: list = field(default_factory=list)  # the run's input specs (name, shape with symbolic dims)
+    dims: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # (min, opt, max) of every symbolic dim
+    explicit_dims: set[str] = field(default_factory=set)  # the dims the recipe itself gave a range for
+    tolerance: dict | None = None  # the accuracy gate this artifact is held to (for a TensorRT kit's recipe)
+    cache_dir: Path | None = None  # where build caches live (TensorRT timing caches)
+    name: str = "model"  # the run's name
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Target:
     open: Callable[[Path, TargetOptions, dict], Runner]
     # Which ONNX the build starts from: "fp32", or an emission of quantize/emit.py ("qdq_s8", "qdq_u8s8", "fp16")
     emission: Callable[[TargetOptions], str] = lambda spec: "fp32"
+    # What to leave where the runtime is not installed (TensorRT: the build kit); None = nothing
+    kit: Callable[[Path, TargetOptions, Path, BuildContext], BuiltArtifact] | None = None
 
     def installed(self) -> bool:
         """Without importing the runtime (that can take seconds)."""

@@ -7,7 +7,6 @@ so a deployment reproduces exactly what was measured.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from convertctl.errors import require
-from convertctl.model import companion_files
+from convertctl.model import copy_model
 from convertctl.schema import TargetOptions
 from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
 
@@ -56,11 +55,7 @@ def run_session(sess, feeds: Feeds, chunk: int | None = None) -> list[np.ndarray
 
 def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path, ctx=None) -> BuiltArtifact:
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i, f in enumerate(companion_files(onnx_path)):  # external weights keep the name the model references
-        name = "model.onnx" if i == 0 else f.name
-        shutil.copyfile(f, out_dir / name)
-        files.append(Path(name))
+    files = copy_model(onnx_path, out_dir)
     settings = {
         "providers": ["CPUExecutionProvider"],
         "graph_optimization_level": spec.graph_optimization_level,
