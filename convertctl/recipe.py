@@ -76,10 +76,14 @@ class Source(Strict):
     pytorch: `factory` ("pkg.module:callable" or "path/to/file.py:callable") builds an nn.Module;
     with `path` as well, `path` is a state dict loaded into it; `path` alone is a TorchScript file.
     onnx: `path` is an ONNX file.
+    paddle: `path` is a Paddle inference model (folder, .pdmodel or .json, with its .pdiparams).
+    tensorflow: `path` is a SavedModel folder, a .keras file or an .h5 file.
     """
 
-    framework: Literal["pytorch", "onnx"]
+    framework: Literal["pytorch", "onnx", "paddle", "tensorflow"]
     path: Path | None = None
+    # paddle/tensorflow: the on-disk format; auto = detected from the files (convertctl/frontends/formats.py)
+    format: Literal["auto", "paddle_legacy", "paddle_pir", "saved_model", "keras", "h5"] = "auto"
     factory: str | None = None
     factory_args: dict[str, Any] = Field(default_factory=dict)
 
@@ -98,19 +102,32 @@ class Source(Strict):
             raise ValueError("an onnx source takes 'path' only, not 'factory'")
         if self.framework == "pytorch" and self.path is None and self.factory is None:
             raise ValueError("a pytorch source needs 'factory', 'path' (TorchScript), or both (state dict)")
+        if self.framework in ("paddle", "tensorflow"):
+            if self.path is None or self.factory:
+                raise ValueError(f"a {self.framework} source takes 'path' (the model's folder or file) only")
+            wanted = {"paddle": ("paddle_legacy", "paddle_pir"), "tensorflow": ("saved_model", "keras", "h5")}
+            if self.format not in ("auto", *wanted[self.framework]):
+                raise ValueError(f"format {self.format!r} is not a {self.framework} format "
+                                 f"({', '.join(wanted[self.framework])})")
+        elif self.format != "auto":
+            raise ValueError(f"'format' is for paddle and tensorflow sources, not {self.framework}")
         return self
 
     @property
     def kind(self) -> str:
-        if self.framework == "onnx":
-            return "onnx"
+        if self.framework in ("onnx", "paddle", "tensorflow"):
+            return self.framework
         if self.factory and self.path:
             return "state_dict"
         return "factory" if self.factory else "torchscript"
 
 
 class ExportOptions(Strict):
-    opset: int = Field(18, ge=7, le=25)
+    # null = the front end's default: pytorch 18 (the dynamo exporter's minimum), paddle 13, tensorflow 17
+    opset: int | None = Field(None, ge=7, le=25)
+    # The interpreter that runs the framework's export child (another environment's bin/python); null = see
+    # convertctl/frontends/interpreters.py (CONVERTCTL_<STACK>_PYTHON, `make frameworks` envs, this one)
+    python: Path | None = None
     # auto: dynamo exporter first, the legacy TorchScript exporter if it fails (the reason is recorded)
     exporter: Literal["auto", "dynamo", "legacy"] = "auto"
     output_names: list[str] | None = None  # names for the ONNX outputs (default: the exporter's)
@@ -221,6 +238,8 @@ class Recipe(Strict):
             return None if p is None else (p if p.is_absolute() else (base / p)).resolve()
 
         self.source.path = fix(self.source.path)
+        self.export.python = None if self.export.python is None else (
+            self.export.python if self.export.python.is_absolute() else (base / self.export.python).absolute())
         if self.source.factory:
             target, _, attr = self.source.factory.rpartition(":")
             if target.endswith(".py") and not Path(target).is_absolute():

@@ -29,7 +29,7 @@ def error_of(data) -> str:
 def test_defaults_and_resolved_paths():
     r = parse_recipe(base(samples={"images": "imgs"}), Path("/base"))
     assert r.stages == ["export", "check", "optimize"]  # no targets: no build stage by default
-    assert r.export.opset == 18 and r.optimize.simplifier == "onnxslim"
+    assert r.export.opset is None and r.optimize.simplifier == "onnxslim"  # None: the front end's default
     assert r.dims["batch"].min == 1 and r.dims["batch"].max == 8  # symbolic dims get a default range
     assert r.source.factory == "/base/models.py:build"  # file factories resolve against the recipe folder
     assert r.samples.images == Path("/base/imgs")

@@ -62,6 +62,12 @@ def parse_input(text: str) -> dict:
     return spec
 
 
+def looks_like_model(source: str) -> bool:
+    from convertctl.frontends.formats import looks_like_model as paddle_or_tf
+
+    return paddle_or_tf(source)
+
+
 def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, weights: str | None):
     """A recipe dict for a model given on the command line (no recipe file)."""
     cwd = Path.cwd()
@@ -69,6 +75,13 @@ def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, w
     name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name).lstrip("_.-") or "model"
     if framework == "onnx" or (framework is None and source.lower().endswith(".onnx")):
         data = {"name": name, "source": {"framework": "onnx", "path": source}}
+    elif framework in ("paddle", "tensorflow") or (framework is None and looks_like_model(source)):
+        from convertctl.frontends.formats import detect
+
+        found = detect(Path(source))  # the framework from the files; a wrong folder is one clear error
+        if framework and framework != found.framework:
+            raise UsageError(f"--framework {framework}, but {source} is a {found.framework} model ({found.format})")
+        data = {"name": name, "source": {"framework": found.framework, "path": source}}
     elif ":" in source and not Path(source).exists():
         data = {"name": name, "source": {"framework": "pytorch", "factory": source}}
         if weights:
@@ -78,7 +91,9 @@ def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, w
     else:
         raise UsageError(
             f"cannot tell what kind of model {source!r} is",
-            hint="give a recipe (.yaml), an .onnx file, a TorchScript file (.pt), or a factory 'file.py:callable'",
+            hint="give a recipe (.yaml), an .onnx file, a TorchScript file (.pt), a factory 'file.py:callable', "
+                 "a Paddle inference model (folder, .pdmodel, .json) or a TensorFlow model (SavedModel folder, "
+                 ".keras, .h5)",
         )
     if inputs:
         data["inputs"] = [parse_input(i) for i in inputs]

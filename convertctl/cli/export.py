@@ -11,18 +11,23 @@ from convertctl.cli.run import execute
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
               help="A model input, e.g. input:batch,3,224,224 (repeat per input; symbolic dims are dynamic).")
-@click.option("--framework", type=click.Choice(["pytorch", "onnx"]), help="Force the source framework.")
+@click.option("--framework", type=click.Choice(["pytorch", "onnx", "paddle", "tensorflow"]),
+              help="Force the source framework (default: from the path).")
 @click.option("--weights", type=click.Path(), help="State-dict file to load into the factory's model.")
-@click.option("--opset", type=int, help="ONNX opset (default 18; the dynamo exporter cannot go lower).")
+@click.option("--opset", type=int, help="ONNX opset (default: pytorch 18, the dynamo exporter's minimum; paddle 13; "
+                                        "tensorflow 17).")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="torch.onnx exporter (auto: dynamo, then legacy).")
 @common_options
 def export(source, output, inputs, framework, weights, opset, exporter):
     """Export SOURCE to ONNX, check it, and verify it against the source framework.
 
     \b
-    SOURCE is a recipe (.yaml), an ONNX file, a TorchScript file (.pt), or a
-    PyTorch factory 'path/to/file.py:callable' / 'package.module:callable'.
+    SOURCE is a recipe (.yaml), an ONNX file, a TorchScript file (.pt), a
+    PyTorch factory 'path/to/file.py:callable' / 'package.module:callable',
+    a Paddle inference model (folder, .pdmodel or .json with .pdiparams), or a
+    TensorFlow model (SavedModel folder, .keras, .h5).
     Example: convertctl export models.py:build --input x:batch,3,224,224 -o out/m
+    Example: convertctl export ch_PP-OCRv4_det_infer --input x:batch,3,640,640 -o out/det
     """
     overrides = {}
     if opset or exporter:

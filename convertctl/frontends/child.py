@@ -7,11 +7,13 @@ writes `result.json` or `error.json`; its stdout/stderr go to a log file kept wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from convertctl.errors import ConvertctlError, SourceModelError, UsageError
@@ -37,8 +39,11 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
     for p in (result_path, error_path):
         p.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    with open(log, "wb") as out:
-        proc = subprocess.run([python or sys.executable, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
+    python = python or sys.executable
+    with open(log, "wb") as out, _package_path(python) as path:
+        if path:  # another environment: it finds convertctl's workers, not this environment's packages
+            env["PYTHONPATH"] = path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        proc = subprocess.run([python, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
                               env=env, cwd=workdir)
     if error_path.exists():
         err = json.loads(error_path.read_text())
@@ -54,11 +59,30 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
     return json.loads(result_path.read_text())
 
 
+@contextlib.contextmanager
+def _package_path(python: str):
+    """For an interpreter of another environment: a folder holding only a link to this convertctl package.
+
+    Putting convertctl's parent folder on PYTHONPATH instead could put this environment's site-packages
+    (numpy 2, onnx 1.23) ahead of the child's own (the Paddle legacy stack needs numpy<2)."""
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        yield None
+        return
+    import convertctl
+
+    with tempfile.TemporaryDirectory(prefix="convertctl-pkg-") as folder:
+        (Path(folder) / "convertctl").symlink_to(Path(convertctl.__file__).resolve().parent)
+        yield folder
+
+
 def exit_description(returncode: int) -> str:
     """How a child process ended, for a message: "was killed by signal SIGSEGV" / "exited with code 3"."""
     if returncode < 0:
         try:
-            return f"was killed by signal {signal.Signals(-returncode).name}"
+            name = signal.Signals(-returncode).name
         except ValueError:
             return f"was killed by signal {-returncode}"
+        why = {"SIGSEGV": " (a native crash)", "SIGABRT": " (a native abort)", "SIGBUS": " (a native crash)",
+               "SIGKILL": " (often the kernel's out-of-memory killer)"}.get(name, "")
+        return f"was killed by signal {name}{why}"
     return f"exited with code {returncode}"

@@ -9,8 +9,14 @@ from convertctl.frontends.child import run_child
 from convertctl.frontends.result import ExportResult, load_reference
 from convertctl.model import describe
 
+DEFAULT_OPSET = 18  # the dynamo exporter cannot go lower
+
 
 def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) -> ExportResult:
+    from convertctl.frontends.interpreters import resolve
+
+    interpreter = resolve("pytorch", None, recipe.export.python)
+    wanted = recipe.export.opset or DEFAULT_OPSET
     onnx_path = workdir / "model.onnx"
     reference = workdir / "reference.npz"
     request = {
@@ -22,7 +28,7 @@ def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) 
         },
         "inputs": [i.model_dump() for i in recipe.inputs],
         "dims": {k: v.model_dump() for k, v in recipe.dims.items()},
-        "opset": recipe.export.opset,
+        "opset": wanted,
         "exporter": recipe.export.exporter,
         "external_data": recipe.export.external_data,
         "output_names": recipe.export.output_names,
@@ -32,13 +38,14 @@ def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) 
         "reference": reference.name,
         "chunk": chunk,  # the model's batch limit: reference outputs are computed this many samples at a time
     }
-    result = run_child("convertctl.frontends.torch_worker", request, workdir, "export")
+    result = run_child("convertctl.frontends.torch_worker", request, workdir, "export", interpreter.python)
     details = {k: result[k] for k in ("exporter", "attempts", "torch", "parameters_bytes", "external_data")}
     opset = describe(onnx_path).opset
     details["opset"] = opset
+    details["python"] = {"executable": interpreter.python, "chosen_by": interpreter.origin}
     findings = [f"exported with torch.onnx.export ({result['exporter']} exporter), opset {opset}"]
-    if opset != recipe.export.opset:  # the dynamo exporter cannot go below 18, and says nothing
-        findings.append(f"opset {recipe.export.opset} was asked for; the {result['exporter']} exporter wrote {opset}")
+    if opset != wanted:  # the dynamo exporter cannot go below 18, and says nothing
+        findings.append(f"opset {wanted} was asked for; the {result['exporter']} exporter wrote {opset}")
     warnings = [f"{a['exporter']} exporter failed, fell back to the next: {a['reason']}"
                 for a in result["attempts"] if not a["ok"]]
     return ExportResult(

@@ -1,0 +1,103 @@
+"""Which Python interpreter runs a framework's export child.
+
+Frameworks do not share an environment when their stacks conflict: paddle2onnx 2.x pins onnx<=1.17, and the
+legacy Paddle 2.x models (PP-OCR) only convert with paddlepaddle 2.6.2 + paddle2onnx 1.3.1 + numpy<2
+(shared/FACTS.md). So each framework's child can run in its own interpreter, chosen in this order:
+
+1. the recipe's `export.python`;
+2. the environment variable CONVERTCTL_<STACK>_PYTHON (PYTORCH, TENSORFLOW, PADDLE, PADDLE_LEGACY);
+3. the environment `make frameworks` creates: <cache>/envs/<stack>/bin/python (Paddle stacks only);
+4. this interpreter, if it has the framework's packages.
+
+A legacy Paddle model goes to the paddle-legacy stack; if only the Paddle 3 stack exists it is used, with a
+warning, because it fails on many published legacy models.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from convertctl.errors import UsageError
+
+# stack -> (packages the child imports, extra that installs them here or None, requirements file for its own env)
+STACKS = {
+    "pytorch": (("torch",), "torch", None),
+    "tensorflow": (("tensorflow", "tf2onnx"), "tf", None),
+    "paddle": (("paddle", "paddle2onnx"), None, "paddle.txt"),
+    "paddle-legacy": (("paddle", "paddle2onnx"), None, "paddle-legacy.txt"),
+}
+ENVS_DIR = Path(__file__).resolve().parent / "envs"
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    python: str
+    stack: str
+    origin: str  # how it was chosen, for the manifest
+    warning: str | None = None
+
+
+def stack_for(framework: str, fmt: str | None) -> str:
+    return "paddle-legacy" if fmt == "paddle_legacy" else ("paddle" if framework == "paddle" else framework)
+
+
+def env_var(stack: str) -> str:
+    return f"CONVERTCTL_{stack.upper().replace('-', '_')}_PYTHON"
+
+
+def managed_env(stack: str) -> Path:
+    """Where `make frameworks` puts the stack's environment."""
+    from convertctl.pipeline import default_cache_dir
+
+    return default_cache_dir() / "envs" / stack
+
+
+def _usable(python: str, origin: str) -> str:
+    if not Path(python).is_file() or not os.access(python, os.X_OK):
+        raise UsageError(f"{origin} names {python}, which is not an executable Python interpreter",
+                         hint="point it at the bin/python of the environment that has the framework")
+    return python
+
+
+def _here_has(packages) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in packages)
+
+
+def _missing(stack: str) -> UsageError:
+    packages, extra, requirements = STACKS[stack]
+    env = managed_env(stack)
+    if extra:
+        how = f"pip install 'convertctl[{extra}]'"
+    else:
+        how = (f"`make frameworks`, or: python3 -m venv {env} && {env}/bin/pip install -r {ENVS_DIR / requirements}")
+    return UsageError(f"no Python environment with {' and '.join(packages)} for {stack} sources",
+                      hint=f"{how}; or set {env_var(stack)} to a Python that has them")
+
+
+def resolve(framework: str, fmt: str | None, recipe_python: Path | None = None) -> Interpreter:
+    stack = stack_for(framework, fmt)
+    if recipe_python is not None:
+        return Interpreter(_usable(str(recipe_python), "export.python"), stack, "export.python")
+    variable = os.environ.get(env_var(stack))
+    if variable:
+        return Interpreter(_usable(variable, env_var(stack)), stack, env_var(stack))
+    if STACKS[stack][2] is not None:
+        managed = managed_env(stack) / "bin" / "python"
+        if managed.is_file():
+            return Interpreter(str(managed), stack, f"{managed_env(stack)} (make frameworks)")
+    if _here_has(STACKS[stack][0]):
+        return Interpreter(sys.executable, stack, "this interpreter")
+    if stack == "paddle-legacy":  # the Paddle 3 stack can convert some legacy models: better than nothing
+        try:
+            fallback = resolve("paddle", "paddle_pir", None)
+        except UsageError:
+            raise _missing(stack) from None
+        return Interpreter(fallback.python, "paddle", fallback.origin,
+                           warning="legacy Paddle model converted with the Paddle 3 stack (no paddle-legacy "
+                                   "environment): it fails on many published Paddle 2.x models; `make frameworks` "
+                                   "creates the legacy stack")
+    raise _missing(stack)
