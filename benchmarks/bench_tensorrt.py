@@ -55,7 +55,7 @@ def main() -> int:
                      "graph_precision": (a.get("settings") or {}).get("graph_precision"),
                      "p50_ms": p50, "vs_onnxruntime_fp32_cpu": round(base / p50, 2) if base and p50 else None,
                      "vs_tensorrt_fp32": round(fp32 / p50, 2) if fp32 and p50 else None,
-                     "cosine": ((a.get("verification") or [{}])[0].get("outputs") or [{}])[0].get("cosine"),
+                     "cosine": next(iter(((a.get("verification") or [{}])[0].get("outputs") or {"": {}}).values())).get("cosine"),
                      "files": sorted(Path(f["path"]).name for f in a.get("files", []))})
     result = {"benchmark": "tensorrt", "machine": machine(), "source": source_state(),
               "tensorrt_installed": importlib.util.find_spec("tensorrt") is not None,

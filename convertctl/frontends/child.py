@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from convertctl.errors import ConvertctlError, SourceModelError, UsageError
@@ -43,8 +44,10 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
     with open(log, "wb") as out, _package_path(python) as path:
         if path:  # another environment: it finds convertctl's workers, not this environment's packages
             env["PYTHONPATH"] = path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        t0 = time.perf_counter()
         proc = subprocess.run([python, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
                               env=env, cwd=workdir)
+        seconds = round(time.perf_counter() - t0, 3)
     if error_path.exists():
         err = json.loads(error_path.read_text())
         cls = _ERROR_KINDS.get(err.get("kind"), ConvertctlError)
@@ -56,7 +59,7 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
             f"the {log_name} process {how} without a result" + (f"; last output:\n{tail}" if tail else ""),
             hint=f"full log: {log}",
         )
-    return json.loads(result_path.read_text())
+    return {**json.loads(result_path.read_text()), "child_seconds": seconds}  # start-up and import included
 
 
 @contextlib.contextmanager
@@ -65,7 +68,8 @@ def _package_path(python: str):
 
     Putting convertctl's parent folder on PYTHONPATH instead could put this environment's site-packages
     (numpy 2, onnx 1.23) ahead of the child's own (the Paddle legacy stack needs numpy<2)."""
-    if Path(python).resolve() == Path(sys.executable).resolve():
+    # not resolve(): a venv's bin/python is a symlink to the base interpreter, yet its own environment
+    if os.path.abspath(python) == os.path.abspath(sys.executable):
         yield None
         return
     import convertctl

@@ -116,7 +116,7 @@ def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) 
         details={"format": files.format, "converter": result["converter"], "attempts": result.get("attempts", []),
                  "versions": versions, "opset": result.get("opset"), "stack": interpreter.stack,
                  "python": {"executable": interpreter.python, "chosen_by": interpreter.origin},
-                 "dims_renamed": renamed},
+                 "dims_renamed": renamed, "child_seconds": result["child_seconds"]},
         findings=findings,
         warnings=warnings,
         logs=[workdir / "export.log"],

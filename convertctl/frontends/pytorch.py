@@ -39,7 +39,8 @@ def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) 
         "chunk": chunk,  # the model's batch limit: reference outputs are computed this many samples at a time
     }
     result = run_child("convertctl.frontends.torch_worker", request, workdir, "export", interpreter.python)
-    details = {k: result[k] for k in ("exporter", "attempts", "torch", "parameters_bytes", "external_data")}
+    details = {k: result[k] for k in ("exporter", "attempts", "torch", "parameters_bytes", "external_data",
+                                      "child_seconds")}
     opset = describe(onnx_path).opset
     details["opset"] = opset
     details["python"] = {"executable": interpreter.python, "chosen_by": interpreter.origin}
