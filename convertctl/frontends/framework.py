@@ -9,6 +9,7 @@ paddle2onnx `p2o.DynamicDimension.N`).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from convertctl.frontends.child import run_child
@@ -79,10 +80,15 @@ def name_dynamic_dims(onnx_path: Path, inputs) -> dict[str, str]:
                 continue
             if dim.dim_param in renamed:
                 dim.dim_param = renamed[dim.dim_param]
-            elif axis == 0 and batch and value.name in outputs and not dim.dim_param.isidentifier():
-                dim.dim_param = batch  # unnamed, or a converter's p2o.DynamicDimension.N
+            elif axis == 0 and batch and value.name in outputs and _converter_dim(dim.dim_param):
+                dim.dim_param = batch  # unnamed, or a converter's DynamicDimension.N / unk__N
     onnx.save(model, str(onnx_path))
     return renamed
+
+
+def _converter_dim(name: str) -> bool:
+    """A dim name no user chose: empty, paddle2onnx's DynamicDimension.N, tf2onnx's unk__N."""
+    return not name or not name.isidentifier() or re.fullmatch(r"unk__\d+", name) is not None
 
 
 def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) -> ExportResult:
@@ -102,11 +108,13 @@ def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) 
     versions = result.get("versions", {})
     main_version = versions.get("paddlepaddle" if framework == "paddle" else "tensorflow", "")
     warnings = [interpreter.warning] if interpreter.warning else []
-    failed = [a for a in result.get("attempts", []) if not a.get("ok")]
-    warnings += [f"{a['converter']} failed, fell back to the next: {a.get('reason', '')}" for a in failed]
+    # a converter that failed before the one that worked (tf2onnx's from_keras on any Keras 3 Sequential model):
+    # a finding, not a warning, since the result is verified against the framework either way
+    fallbacks = [f"{a['converter']} failed, fell back to the next: {a.get('reason', '')}"
+                 for a in result.get("attempts", []) if not a.get("ok")]
     findings = [f"{files.format} model converted with {result['converter']}, opset {result.get('opset')}",
                 f"reference: {REFERENCE_NAME[framework]} {main_version} in {interpreter.python} "
-                f"(chosen by {interpreter.origin})", *result.get("notes", []), *warnings]
+                f"(chosen by {interpreter.origin})", *result.get("notes", []), *fallbacks, *warnings]
     if renamed:
         findings.append("dynamic dims renamed: " + ", ".join(f"{a} -> {b}" for a, b in renamed.items()))
     return ExportResult(
