@@ -203,6 +203,11 @@ class Run:
 
     def _source_files(self) -> list[Path]:
         """The files the source model is made of, hashed into the export stage's inputs."""
+        from convertctl.frontends.interpreters import onnx_pin_problem
+
+        pinned = onnx_pin_problem()
+        if pinned:  # loud, never silent: the whole tool would run on the older onnx
+            self.messages.append(pinned)
         src = self.recipe.source
         if src.framework in ("paddle", "tensorflow"):
             from convertctl.frontends.formats import detect

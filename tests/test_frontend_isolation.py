@@ -137,3 +137,28 @@ def test_a_segfault_in_the_export_child_is_one_clear_error(tmp_path, write_recip
                                            "without a result", "building the model, then a native crash")
     assert "full log:" in res.stderr and (tmp_path / "out.partial" / "export" / "export.log").is_file()
     assert not (tmp_path / "out").exists()
+
+
+# -- the Paddle pins stay out of convertctl's environment ---------------------------------------------------
+def test_paddle_extras_equal_the_environment_pins():
+    """`pip install 'convertctl[paddle]'` (in an environment of its own) and `make frameworks` install the same."""
+    import tomllib
+
+    from convertctl.frontends.interpreters import ENVS_DIR
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    for stack in ("paddle", "paddle-legacy"):
+        pins = [line.strip() for line in (ENVS_DIR / f"{stack}.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+        assert extras[stack] == pins, stack
+
+
+def test_an_onnx_pinned_by_paddle2onnx_here_is_said_loudly():
+    from convertctl.frontends.interpreters import onnx_pin_problem
+
+    versions = {"paddle2onnx": "2.1.0", "onnx": "1.17.0"}
+    assert "pinned onnx to 1.17.0 for every stage" in onnx_pin_problem(versions.__getitem__)
+    assert onnx_pin_problem({"paddle2onnx": "1.3.1", "onnx": "1.16.2"}.__getitem__) is None
+    assert onnx_pin_problem({"paddle2onnx": "2.1.0", "onnx": "1.23.2"}.__getitem__) is None
+    assert onnx_pin_problem() is None  # this environment: no paddle2onnx beside convertctl

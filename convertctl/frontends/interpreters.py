@@ -78,6 +78,28 @@ def _missing(stack: str) -> UsageError:
                       hint=f"{how}; or set {env_var(stack)} to a Python that has them")
 
 
+def onnx_pin_problem(version_of=None) -> str | None:
+    """A warning when paddle2onnx 2.x was installed into convertctl's own environment and pinned onnx<=1.17 there
+    (the downgrade the Paddle stacks' own environments exist to avoid). `version_of`: distribution -> version."""
+    import importlib.metadata
+    import re
+
+    def major_minor(version: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+
+    def installed(dist):
+        try:
+            return (version_of or importlib.metadata.version)(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    p2o, onnx = installed("paddle2onnx"), installed("onnx")
+    if p2o and onnx and major_minor(p2o) >= (2,) and major_minor(onnx) <= (1, 17):
+        return (f"paddle2onnx {p2o} is installed in convertctl's own environment and pinned onnx to {onnx} for "
+                "every stage: uninstall it here and use the paddle environment (`make frameworks`, docs/frameworks.md)")
+    return None
+
+
 def resolve(framework: str, fmt: str | None, recipe_python: Path | None = None) -> Interpreter:
     stack = stack_for(framework, fmt)
     if recipe_python is not None:
