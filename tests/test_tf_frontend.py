@@ -121,3 +121,35 @@ def test_wrong_input_name_and_framework_mismatch(models, tmp_path, write_recipe)
                            "output": "out"})
     res = run_cli("run", recipe)
     assert_clean_error(res, EXIT_USAGE, "source.framework is 'paddle'", "tensorflow model (keras)")
+
+
+def test_keras_file_from_a_newer_keras_that_cannot_load(models, tmp_path):
+    import json
+    import zipfile
+
+    newer = tmp_path / "newer.keras"
+    with zipfile.ZipFile(models["functional"]) as src, zipfile.ZipFile(newer, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "metadata.json":
+                meta = json.loads(data)
+                meta["keras_version"] = "4.2.0"
+                data = json.dumps(meta).encode()
+            elif item.filename == "config.json":  # a layer class this Keras does not have
+                data = data.replace(b'"Conv2D"', b'"Conv2DFancy"')
+            dst.writestr(item, data)
+    res = run_cli("export", newer, "-o", tmp_path / "o")
+    assert_clean_error(res, EXIT_USAGE, "was saved by Keras 4.2.0, newer than the installed Keras")
+
+
+def test_tensorflow_not_installed_names_the_extra(models, tmp_path):
+    """As in an environment without TensorFlow: the modules are hidden from this interpreter."""
+    script = tmp_path / "notf.py"
+    script.write_text("import sys\nsys.modules['tensorflow'] = None\nsys.modules['tf2onnx'] = None\n"
+                      "from convertctl.cli import main\nmain()\n")
+    proc = subprocess.run([sys.executable, str(script), "export", models["functional"], "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == EXIT_USAGE and "Traceback" not in proc.stderr
+    text = " ".join(proc.stderr.split())
+    assert "no Python environment with tensorflow and tf2onnx for tensorflow sources" in text
+    assert "pip install 'convertctl[tf]'" in text and "CONVERTCTL_TENSORFLOW_PYTHON" in text
