@@ -166,9 +166,20 @@ class CheckOptions(Strict):
     fail_fast: bool = False
 
 
+class Regression(Strict):
+    """How much worse than a baseline run `convertctl diff` accepts (exit 4 for accuracy, 5 for latency)."""
+
+    max_cosine_drop: float = Field(0.001, ge=0)  # per output, of the accuracy gate's comparison
+    max_top1_agreement_drop: float = Field(0.01, ge=0, le=1)
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # labelled top-1 accuracy, as a fraction
+    # p50 latency increase, as a fraction, ON TOP OF the noise both runs' own measurements show ((p90-p50)/p50)
+    max_latency_increase: float = Field(0.10, ge=0)
+
+
 class Verify(Strict):
     tolerances: dict[Literal["fp32", "fp16", "int8"], Tolerance] = Field(default_factory=_default_tolerances)
     latency: Latency = Field(default_factory=Latency)
+    regression: Regression = Field(default_factory=Regression)
 
     @field_validator("tolerances")
     @classmethod

@@ -14,6 +14,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The stage cache (convertctl/stage_cache.py) is off in tests unless a test turns it on with a folder of its own:
+# a test must see its stages computed, not a result an earlier test left in the user's cache.
+os.environ["CONVERTCTL_STAGE_CACHE"] = "off"
 IMAGES = REPO / "calib_data" / "images"
 
 SMALL_MODELS = textwrap.dedent(

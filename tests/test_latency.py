@@ -16,6 +16,7 @@ import yaml
 from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_USAGE, RecipeError
 from convertctl.evaluate.latency import BASELINE, measure_latency
 from convertctl.recipe import parse_recipe
+from convertctl.report.manifest import SCHEMA_VERSION
 from convertctl.report.markdown import fmt_speedup
 
 from .conftest import SMALL_MODELS, load_manifest, run_cli, small_cnn_recipe
@@ -42,7 +43,7 @@ def test_latency_never_changes_the_status(timed_run):
     out, res = timed_run
     assert res.code == EXIT_ACCURACY_GATE, res.stderr  # the fp16 gate, nothing else
     m = load_manifest(out)
-    assert m["schema_version"] == "1.2.0" and m["status"] == "failed"
+    assert m["schema_version"] == SCHEMA_VERSION and m["status"] == "failed"
     statuses = {a["id"]: a["status"] for a in m["artifacts"]}
     assert statuses == {"openvino_fp32": "ok", "openvino_fp16": "failed", "onnxruntime_fp32": "ok"}
     assert m["recipe"]["content"]["verify"]["latency"] == {"enabled": True, "runs": RUNS, "warmup": WARMUP,

@@ -11,6 +11,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from convertctl.report.manifest import SCHEMA_VERSION
+
 from .conftest import load_manifest, run_cli, small_cnn_recipe
 
 
@@ -39,7 +41,7 @@ def test_run_succeeds_and_json_is_the_manifest(small_run):
     printed = res.json()
     on_disk = load_manifest(folder / "out")
     assert printed == on_disk
-    assert on_disk["schema_version"] == "1.2.0" and on_disk["status"] == "ok" and on_disk["exit_code"] == 0
+    assert on_disk["schema_version"] == SCHEMA_VERSION and on_disk["status"] == "ok" and on_disk["exit_code"] == 0
     assert [s["name"] for s in on_disk["stages"]] == ["export", "check", "optimize"]
     assert [a["id"] for a in on_disk["artifacts"]] == ["openvino_fp32", "openvino_fp16", "onnxruntime_fp32"]
 

@@ -22,6 +22,9 @@ COMMANDS = {
     "quantize": ("convertctl.cli.quantize", "quantize", "INT8/FP16 for every target from one calibration, with reports."),
     "recipe": ("convertctl.cli.recipe", "recipe", "Validate a recipe, or write a commented template."),
     "targets": ("convertctl.cli.targets", "targets", "List the targets, their precisions and whether installed."),
+    "diff": ("convertctl.cli.diff", "diff", "Compare two manifests: accuracy and latency deltas; exit 4/5 on regression."),
+    "plan": ("convertctl.cli.plan", "plan", "A CI build matrix (one job per recipe x target) for GitHub or GitLab."),
+    "merge": ("convertctl.cli.merge", "merge", "Collect the jobs' manifests into one release index and report."),
 }
 
 

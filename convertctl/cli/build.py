@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import click
 
-from convertctl.cli.common import common_options, is_recipe, latency_overrides, load_job, no_latency_option
+from convertctl.cli.common import (
+    cache_options,
+    common_options,
+    is_recipe,
+    latency_overrides,
+    load_job,
+    no_latency_option,
+)
 from convertctl.cli.run import execute
 from convertctl.errors import UsageError
 
@@ -17,6 +24,7 @@ from convertctl.errors import UsageError
 @click.option("--no-optimize", is_flag=True, help="Build from the model as is, without simplification.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
 @no_latency_option
+@cache_options
 @common_options
 def build(model, targets, precisions, output, no_optimize, inputs, no_latency):
     """Build MODEL (ONNX or recipe) for each --target; verify and time every artifact in its runtime.

@@ -33,6 +33,29 @@ def no_latency_option(fn):
                         help="Do not time the artifacts (verify.latency.enabled: false).")(fn)
 
 
+def cache_options(fn):
+    """`--cache-dir` / `--no-cache` for the commands that run stages (convertctl/stage_cache.py).
+
+    They set CONVERTCTL_STAGE_CACHE, so the child runs of a folder run use the same cache."""
+
+    @click.option("--no-cache", is_flag=True, help="Compute every stage; neither read nor write the stage cache.")
+    @click.option("--cache-dir", type=click.Path(file_okay=False),
+                  help="Stage cache folder (default: $CONVERTCTL_STAGE_CACHE, else ~/.cache/convertctl/stages).")
+    @functools.wraps(fn)
+    def wrapper(*args, no_cache, cache_dir, **kwargs):
+        import os
+
+        if no_cache and cache_dir:
+            raise UsageError("--no-cache and --cache-dir contradict each other")
+        if no_cache:
+            os.environ["CONVERTCTL_STAGE_CACHE"] = "off"
+        elif cache_dir:
+            os.environ["CONVERTCTL_STAGE_CACHE"] = str(Path(cache_dir).absolute())
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def latency_overrides(no_latency: bool) -> dict:
     return {"verify": {"latency": {"enabled": False}}} if no_latency else {}
 

@@ -117,6 +117,9 @@ def calibrate(model_path: Path, batches: Callable[[], Iterable[dict]], data_sha2
         tensors = calibrator.compute_data()
     # Write the table, then the metadata last (atomically): a killed run never leaves a trusted pair.
     calib.save_tensors_data(tensors, table_path)
+    # ONNX Runtime writes tensors in set order, which changes from process to process (hash randomisation):
+    # sorted keys make the same calibration the same bytes.
+    table_path.write_text(json.dumps(json.loads(table_path.read_text()), indent=1, sort_keys=True) + "\n")
     meta.update(num_samples=count, tensors=len(tensors.data), table_sha256=sha256_file(table_path))
     fd, tmp_meta = tempfile.mkstemp(dir=cache_dir, prefix=".meta-")
     with os.fdopen(fd, "w") as f:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
 import platform
+import re
+import shutil
+import subprocess
 
 TRACKED = ["convertctl", "torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim", "openvino", "nncf", "numpy",
-           "protobuf", "pydantic", "efficientnet-lite-pytorch"]
+           "protobuf", "pydantic", "efficientnet-lite-pytorch", "tensorflow-cpu", "tensorflow", "tf2onnx", "tf-keras",
+           "keras", "tensorrt", "cuda-bindings", "cuda-python"]
+# The CPU features that change which kernels runtimes pick (and so latency and, for INT8, numerics)
+_CPU_FEATURES = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx512\w*|avx_vnni\w*|amx\w*|sha_ni|vaes)$")
 
 
 def _cpu_model() -> str:
@@ -31,12 +39,45 @@ def package_versions(names=TRACKED) -> dict[str, str]:
     return found
 
 
+def cpu_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return sorted(f for f in set(flags) if _CPU_FEATURES.match(f))
+
+
+def gpus() -> list[dict]:
+    """NVIDIA GPUs and driver from nvidia-smi when it is there (no CUDA library is loaded for this)."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = [[c.strip() for c in line.split(",")] for line in out.strip().splitlines() if line.strip()]
+    return [{"name": r[0], "driver": r[1], "compute_capability": r[2] if len(r) > 2 else None} for r in rows]
+
+
+def fingerprint(env: dict) -> str:
+    """A short hash of what decides speed and numerics: CPU model and features, GPUs, package versions."""
+    keys = ("machine", "cpu", "cpu_count", "cpu_flags", "gpus", "packages")
+    return hashlib.sha256(json.dumps({k: env.get(k) for k in keys}, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def environment() -> dict:
-    return {
+    env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "gpus": gpus(),
         "packages": package_versions(),
     }
+    env["fingerprint"] = fingerprint(env)
+    return env

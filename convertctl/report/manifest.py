@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from convertctl.schema import Tolerance
 
-SCHEMA_VERSION = "1.2.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage; 1.2: latency
+SCHEMA_VERSION = "1.3.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage; 1.2: latency; 1.3: cache
 
 StageStatus = Literal["ok", "rolled_back", "skipped", "failed", "error"]
 ArtifactStatus = Literal["ok", "failed", "error", "skipped"]
@@ -43,6 +43,14 @@ class Comparison(BaseModel):
     failures: list[str] = Field(default_factory=list)
 
 
+class CacheRecord(BaseModel):
+    """Whether a stage (or an artifact's build) was computed or reused from the stage cache (stage_cache.py)."""
+
+    hit: bool
+    key: str  # the first 16 hex digits of the entry's key
+    computed_seconds: float | None = None  # on a hit: how long computing it took when it was stored
+
+
 class StageRecord(BaseModel):
     name: str
     status: StageStatus
@@ -52,6 +60,7 @@ class StageRecord(BaseModel):
     findings: list[str] = Field(default_factory=list)
     details: dict[str, Any] = Field(default_factory=dict)
     verification: list[Comparison] = Field(default_factory=list)
+    cache: CacheRecord | None = None  # None: the stage cache was off or the stage is never cached
 
 
 class LatencyRecord(BaseModel):
@@ -87,6 +96,7 @@ class ArtifactRecord(BaseModel):
     built_from: str = "fp32"  # the ONNX the build started from: fp32, qdq_s8, qdq_u8s8 or fp16
     verification: list[Comparison] = Field(default_factory=list)
     accuracy: dict[str, Any] | None = None  # top-1/top-5 on labelled samples, with the reference's and the drop
+    cache: CacheRecord | None = None  # None: the stage cache was off, or the build is never cached (errors, kits)
     latency: LatencyRecord | None = None
 
 
