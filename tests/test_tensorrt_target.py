@@ -390,3 +390,17 @@ def test_timing_cache_is_reused_and_the_runner_enforces_the_profile(kit_run, tmp
         assert logits.shape == (batch, 10)
     with pytest.raises(UsageError, match="outside the engine's profile"):
         runner.run({"image": np.zeros((17, 3, 32, 32), np.float32)})
+
+
+def test_target_version_reads_the_first_installed_distribution():
+    """TensorRT's module comes from tensorrt, tensorrt-cu12 or tensorrt-cu13 (and their *_bindings)."""
+    import dataclasses
+    import importlib.metadata
+
+    from convertctl.targets import registry
+
+    trt = registry.get("tensorrt")
+    assert trt.distribution[0] == "tensorrt" and "tensorrt-cu12" in trt.distribution
+    probe = dataclasses.replace(registry.get("onnxruntime"), distribution=("no-such-dist", "onnxruntime"))
+    assert probe.version() == importlib.metadata.version("onnxruntime")
+    assert dataclasses.replace(probe, distribution=("no-such-dist",)).version() is None

@@ -54,7 +54,7 @@ class Target:
     name: str
     summary: str
     module: str  # the import that proves the runtime is installed
-    distribution: str  # the PyPI distribution whose version we record
+    distribution: str | tuple[str, ...]  # the PyPI distribution(s) whose version we record: the first installed
     extra: str  # `pip install convertctl[extra]`
     precisions: tuple[str, ...]
     options_model: type[TargetOptions]
@@ -70,7 +70,10 @@ class Target:
         return importlib.util.find_spec(self.module) is not None
 
     def version(self) -> str | None:
-        try:
-            return importlib.metadata.version(self.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            return None
+        names = (self.distribution,) if isinstance(self.distribution, str) else self.distribution
+        for name in names:
+            try:
+                return importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None

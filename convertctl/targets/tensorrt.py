@@ -82,7 +82,9 @@ TARGET = Target(
     name="tensorrt",
     summary="TensorRT engine for NVIDIA GPUs (TensorRT 10.x/11.x; a build kit where TensorRT is absent)",
     module="tensorrt",
-    distribution="tensorrt",
+    # `pip install tensorrt` is a meta package; the module itself comes from tensorrt-cu12/-cu13 (and their
+    # *_bindings), which is all there is when those are installed directly
+    distribution=("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings"),
     extra="tensorrt",
     precisions=("fp32", "fp16", "int8"),
     options_model=TensorRTOptions,
