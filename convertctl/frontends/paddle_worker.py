@@ -4,7 +4,7 @@ convert it with paddle2onnx.
 Runs unchanged in both Paddle stacks: paddlepaddle 3.x + paddle2onnx 2.x (PIR inference.json, and .pdmodel
 written by Paddle 3) and paddlepaddle 2.6 + paddle2onnx 1.3 (.pdmodel written by Paddle 2.x, e.g. PP-OCR).
 paddle2onnx aborts the whole process (SIGABRT from C++) on an unsupported operator, so the conversion runs
-in a grandchild, this module with `--paddle2onnx ARGS_JSON`, whose output is read back to name the operator.
+in a grandchild (paddle_convert.py), whose output is read back to name the operator.
 
 Request keys: mode (describe|export), format (paddle_legacy|paddle_pir), model, params; for export also
 inputs, dims, opset, samples, chunk, onnx, reference (see the worker protocol).
@@ -13,76 +13,33 @@ inputs, dims, opset, samples, chunk, onnx, reference (see the worker protocol).
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from convertctl.frontends.paddle_common import ANSI, major, p2o_version, paddle_major, static_mode
+from convertctl.frontends.paddle_convert import check_written, convert_error, opset_note, run_paddle2onnx
 from convertctl.frontends.worker import ChildError, first_line, main
 
 # The highest ONNX opset each paddle2onnx line writes (its C++ aborts above it).
 MAX_OPSET = {1: 19, 2: 21}
-LEGACY_STACK_HINT = ("the paddle-legacy stack (paddlepaddle 2.6.2 + paddle2onnx 1.3.1) converts such "
-                     "Paddle 2.x models: `make frameworks` creates it (or point "
-                     "CONVERTCTL_PADDLE_LEGACY_PYTHON or export.python at such an environment)")
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# A log line of paddle2onnx, Paddle's Python logger or glog: ends a program listing that is being skipped.
-_LOG_LINE = re.compile(r"\s*(\[Paddle2ONNX\]|\[ERROR\]|\[WARNING\]|\d{4}-\d\d-\d\d |[IWEF]\d{4} |-{10}"
-                       r"|Traceback)")
-# PIR op name -> the name paddle2onnx 2.x registers its mapper under (its convert_pir_op_name table).
-_PIR_TO_P2O = {
-    "matmul": "matmul_v2", "batch_norm_": "batch_norm", "topk": "top_k_v2", "expand": "expand_v2",
-    "repeat_interleave_with_tensor_index": "repeat_interleave", "assign_value_": "assign_value",
-    "flatten": "flatten_contiguous_range", "unsqueeze": "unsqueeze2", "arange": "range", "argmax": "arg_max",
-    "floor_divide": "elementwise_floordiv", "subtract": "elementwise_sub", "multiply": "elementwise_mul",
-    "divide": "elementwise_div", "remainder": "elementwise_mod", "minimum": "elementwise_min",
-    "maximum": "elementwise_max", "min": "reduce_min", "max": "reduce_max", "mean": "reduce_mean",
-    "sum": "reduce_sum", "prod": "reduce_prod", "any": "reduce_any", "all": "reduce_all", "numel": "size",
-    "hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid", "add": "elementwise_add", "add_n": "sum",
-    "grid_sample": "grid_sampler", "nonzero": "where_index",
-}
-# Ops paddle2onnx handles without a mapper (graph inputs/outputs, weights, control flow).
-_NOT_CONVERTED = {"feed", "fetch", "data", "if", "while", "yield", "print", "conditional_block",
-                  "select_input", "parameter", "constant", "shadow_output", "set_parameter"}
-
-
-def _major(version: str) -> int:
-    head = version.split(".")[0]
-    return int(head) if head.isdigit() else 0
-
-
-def _p2o_version() -> str:
-    try:
-        return importlib.metadata.version("paddle2onnx")
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _paddle_major() -> int:
-    import paddle
-
-    # Paddle's develop builds are 0.0.0: they are Paddle 3.
-    return _major(paddle.__version__) or 3
 
 
 def versions() -> dict:
     import onnx
     import paddle
 
-    return {"paddlepaddle": paddle.__version__, "paddle2onnx": _p2o_version(), "onnx": onnx.__version__,
+    return {"paddlepaddle": paddle.__version__, "paddle2onnx": p2o_version(), "onnx": onnx.__version__,
             "numpy": np.__version__}
 
 
 def paddle_reason(exc: BaseException) -> str:
     """One line from a Paddle exception, whose text starts with a C++ traceback and ends in the real error."""
-    text = _ANSI.sub("", str(exc))
+    text = ANSI.sub("", str(exc))
     summary = text.split("Error Message Summary:", 1)[-1]
     for line in summary.splitlines():
         line = line.strip()
@@ -92,28 +49,6 @@ def paddle_reason(exc: BaseException) -> str:
 
 
 # --- reading the model -------------------------------------------------------------------------------
-
-def _ir_guard(pir: bool):
-    """Paddle 3 reads .json under the new IR and .pdmodel under the old one; Paddle 2.x only knows the old."""
-    import paddle
-
-    utils = getattr(paddle, "pir_utils", None)
-    if utils is None or not hasattr(utils, "OldIrGuard"):
-        return contextlib.nullcontext()
-    return utils.IrGuard() if pir else utils.OldIrGuard()
-
-
-@contextlib.contextmanager
-def _static_mode(pir: bool):
-    import paddle
-
-    paddle.enable_static()
-    try:
-        with _ir_guard(pir):
-            yield
-    finally:
-        paddle.disable_static()
-
 
 def _dtype(dtype) -> str:
     from paddle.base.data_feeder import convert_dtype
@@ -134,7 +69,7 @@ def _check_files(request: dict) -> tuple[Path, Path, bool]:
     if not params.is_file():
         raise ChildError("source", f"{model} has no weights: {params} not found",
                          hint="a Paddle inference model is the model file and its .pdiparams beside it")
-    if pir and _paddle_major() < 3:
+    if pir and paddle_major() < 3:
         import paddle
 
         raise ChildError("usage", f"{model} is a Paddle 3 (PIR) model; paddlepaddle {paddle.__version__} in "
@@ -148,7 +83,7 @@ def read_signature(model: Path, pir: bool) -> tuple[list[dict], list[dict]]:
     import paddle
 
     try:
-        with _static_mode(pir):
+        with static_mode(pir):
             if pir:
                 program = paddle.static.Program()
                 paddle.base.core.deserialize_pir_program(str(model), program)
@@ -234,178 +169,6 @@ def run_reference(predictor, arrays: dict[str, np.ndarray], chunk: int, shapes: 
 
 # --- conversion --------------------------------------------------------------------------------------
 
-def _convert_main(args: dict) -> None:
-    """The grandchild: one paddle2onnx.export call; a failure may kill it with SIGABRT."""
-    import paddle2onnx
-
-    kwargs = {"save_file": args["onnx"], "opset_version": args["opset"], "auto_upgrade_opset": True,
-              "verbose": True, "enable_onnx_checker": True, "enable_experimental_op": True,
-              "enable_optimize": True, "deploy_backend": "onnxruntime"}
-    if _major(paddle2onnx.__version__) >= 2:
-        # Its default, polygraphy, sets POLYGRAPHY_AUTOINSTALL_DEPS=1: it may pip-install onnxruntime mid-run.
-        kwargs["optimize_tool"] = "none"
-    paddle2onnx.export(args["model"], args["params"], **kwargs)
-
-
-def _echo(lines):
-    """Print paddle2onnx's output to the log without its program listings and per-op progress lines."""
-    skipped = None  # lines left out of the listing being skipped, None when not in one
-    for line in lines:
-        if skipped is not None:
-            if not _LOG_LINE.match(line) or "block_idx" in line:
-                skipped += 1
-                continue
-            print(f"[convertctl] ({skipped} lines of program listing left out)", flush=True)
-            skipped = None
-        if "Start export " in line or "Finish export " in line:
-            continue
-        print(line, flush=True)
-        if "PIR Program:" in line or "original inference program is:" in line:
-            skipped = 0
-
-
-def run_paddle2onnx(model: Path, params: Path, onnx_path: Path, opset: int) -> tuple[int, str]:
-    """paddle2onnx in a grandchild: (return code, its stdout+stderr without ANSI colours)."""
-    args = json.dumps({"model": str(model), "params": str(params), "onnx": str(onnx_path), "opset": opset})
-    cmd = [sys.executable, "-m", "convertctl.frontends.paddle_worker", "--paddle2onnx", args]
-    lines: list[str] = []
-    # paddle2onnx 2.x translates a .pdmodel into a mkdtemp() folder that an abort leaves behind: use our own.
-    with tempfile.TemporaryDirectory(prefix="convertctl-paddle2onnx-") as tmp:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": tmp}
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as proc:
-
-            def read():
-                for raw in proc.stdout:
-                    line = _ANSI.sub("", raw.decode("utf-8", "replace")).rstrip("\n")
-                    lines.append(line)
-                    yield line
-
-            _echo(read())
-    return proc.returncode, "\n".join(lines)
-
-
-def _pir_ops(model: Path, pir: bool) -> list[str]:
-    """The PIR op names paddle2onnx 2.x sees (a .pdmodel is translated first, as paddle2onnx does)."""
-    import paddle
-
-    with _static_mode(pir):
-        if pir:
-            program = paddle.static.Program()
-            paddle.base.core.deserialize_pir_program(str(model), program)
-        else:
-            legacy = paddle.static.Program.parse_from_string(model.read_bytes())
-            program = paddle.pir.translate_to_pir(legacy.desc)
-        names = []
-
-        def walk(block):
-            for op in block.ops:
-                names.append(op.name())
-                for sub in (op.blocks() if hasattr(op, "blocks") else []):
-                    walk(sub)
-
-        walk(program.global_block())
-    return names
-
-
-def unsupported_ops(model: Path, pir: bool) -> list[str]:
-    """Ops of the model paddle2onnx has no mapper for: when its own message does not name them (2.x prints an
-    empty list). Best effort: [] when unsure."""
-    try:
-        from paddle2onnx.utils import get_all_supported_operators
-
-        if _major(_p2o_version()) >= 2:
-            from paddle2onnx.utils import get_all_supported_operators_pir
-
-            supported = set(get_all_supported_operators_pir())
-            found = []
-            for name in _pir_ops(model, pir):
-                short = name.split(".", 1)[-1]
-                if name.startswith("builtin.") and short not in _NOT_CONVERTED:
-                    short = "builtin_" + short
-                found.append(_PIR_TO_P2O.get(short, short))
-        else:
-            supported = set(get_all_supported_operators())
-            import paddle
-
-            with _static_mode(False):
-                program = paddle.static.Program.parse_from_string(model.read_bytes())
-                found = [op.type for block in program.blocks for op in block.ops]
-        return sorted({n for n in found if n not in supported and n not in _NOT_CONVERTED})
-    except Exception as exc:  # only a better error message is at stake
-        print(f"[convertctl] could not list the model's operators: {first_line(exc)}", file=sys.stderr)
-        return []
-
-
-def _failure_ops(output: str) -> list[str]:
-    ops: list[str] = []
-    for m in re.finditer(r"not supported yet, including ([^\n]*)", output):
-        ops += [o.strip() for o in m.group(1).split(",") if o.strip()]
-    if not ops:
-        # Verbose 2.x logs "Start export pd_op.X" per op: a Start without its Finish is the op that broke.
-        started = re.findall(r"(Start|Finish) export (\S+?),", output)
-        if started and started[-1][0] == "Start":
-            ops.append(started[-1][1].removeprefix("pd_op."))
-    return list(dict.fromkeys(ops))
-
-
-def _failure_reason(output: str, code: int) -> str:
-    for pattern in (r"Failed to convert PaddlePaddle model: (.+)", r"\[ERROR\]\s*(?:\[Paddle2ONNX\])?\s*(.+)",
-                    r"(Only support opset_version in range.+)", r"(Failed to load parameters.+)",
-                    r"^(\w+Error: .+)"):
-        m = re.search(pattern, output, re.MULTILINE)
-        if m:
-            return re.sub(r"\s*\[Hint:.*", "", m.group(1).strip()).rstrip(".")
-    if code < 0:
-        return f"killed by signal {-code}"
-    return f"exit code {code}" if code else "it wrote no ONNX model"
-
-
-def convert_error(output: str, code: int, model: Path, pir: bool) -> ChildError:
-    version = _p2o_version()
-    ops = _failure_ops(output)
-    if not ops and ("unsupported operators" in output or "not supported yet" in output):
-        ops = unsupported_ops(model, pir)
-    reason = _failure_reason(output, code)
-    if ops and "unsupported operators" in reason:
-        reason = "no ONNX conversion for these Paddle operators"
-    head = f"paddle2onnx {version} " + (f"cannot convert {', '.join(ops)}" if ops else "failed")
-    hint = "the export log has paddle2onnx's full output"
-    if "FloatAttribute" in output and not pir and _major(version) >= 2:
-        hint = f"paddle2onnx {version} fails on many Paddle 2.x models; {LEGACY_STACK_HINT}"
-    elif "not supported yet" in output or "unsupported operators" in output:
-        hint = ("paddle2onnx has no ONNX mapping for these operators; try the other Paddle stack, or replace "
-                "the operators in the model")
-    return ChildError("source", f"{head}: {reason}", hint=hint)
-
-
-def check_written(model_proto, onnx_path: Path, version: str, pir: bool) -> None:
-    """paddle2onnx 2.x writes invalid graphs for some Paddle 2.x models (e.g. a Concat with an axis out of
-    range in PP-OCR rec/cls) and its own checker lets them pass: shape inference catches them."""
-    import onnx
-
-    try:
-        onnx.checker.check_model(model_proto, full_check=True)
-    except Exception as exc:
-        onnx_path.unlink(missing_ok=True)
-        text = " ".join(_ANSI.sub("", str(exc)).split())
-        text = text.replace("[ShapeInferenceError] Inference error(s): ", "")
-        errors = [e.strip() for e in re.split(r"(?=\(op_type:)", text) if e.strip()]
-        reason = errors[0][:300] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
-        hint = "the export log has paddle2onnx's full output"
-        if not pir and _major(version) >= 2:
-            hint = f"paddle2onnx {version} mistranslates many Paddle 2.x models; {LEGACY_STACK_HINT}"
-        raise ChildError("source", f"paddle2onnx {version} wrote an invalid ONNX model: {reason}",
-                         hint=hint) from exc
-
-
-def _opset_upgrade(output: str, asked: int, written: int) -> str | None:
-    if written == asked:
-        return None
-    why = re.findall(r"Due to the operator: (\S+?), requires opset_version >= (\d+)", output)
-    need = ", ".join(f"{op} needs {v}" for op, v in dict(why).items())
-    return f"paddle2onnx raised the ONNX opset from {asked} to {written}" + (f" ({need})" if need else "")
-
-
 # --- export ------------------------------------------------------------------------------------------
 
 def _check_inputs(request: dict, inputs: list[dict]) -> None:
@@ -468,9 +231,9 @@ def export(request: dict) -> dict:
     except ImportError as exc:
         raise ChildError("usage", f"paddle2onnx cannot be imported by {sys.executable}: {first_line(exc)}",
                          hint="install what is missing into that environment") from exc
-    version = _p2o_version()
+    version = p2o_version()
     opset = int(request["opset"])
-    top = MAX_OPSET.get(_major(version))
+    top = MAX_OPSET.get(major(version))
     if top is not None and opset > top:
         raise ChildError("usage", f"export.opset is {opset} but paddle2onnx {version} writes ONNX opsets 7 "
                          f"to {top}", hint=f"set export.opset to {top} or lower")
@@ -508,7 +271,7 @@ def export(request: dict) -> dict:
 
     notes = []
     written = next((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")), opset)
-    upgrade = _opset_upgrade(output, opset, written)
+    upgrade = opset_note(output, opset, written)
     if upgrade:
         notes.append(upgrade)
     pinned = _pin_static_dims(model_proto, request)
@@ -535,7 +298,4 @@ def work(request: dict) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--paddle2onnx":
-        _convert_main(json.loads(sys.argv[2]))
-    else:
-        main(work)
+    main(work)
