@@ -6,7 +6,6 @@ atomic writes, locks and hash checks are in stage_cache.py.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -75,10 +74,12 @@ class StageCaching:
 
         from convertctl.targets import registry
 
-        emission = self.emissions.get(registry.get(spec.runtime).emission(spec)) if hasattr(self, "emissions") else None
-        reference = hashlib.sha256(b"".join(np.ascontiguousarray(r).tobytes() for r in self.reference)).hexdigest()
+        emission = self.emissions.get(registry.get(spec.runtime).emission(spec))  # set by the quantize stage
+        if getattr(self, "_reference_sha", None) is None:  # the export's reference: the same for every target
+            self._reference_sha = hashlib.sha256(
+                b"".join(np.ascontiguousarray(r).tobytes() for r in self.reference)).hexdigest()
         return {"target": spec.model_dump(mode="json"), "emission": self._sha(emission) if emission else None,
-                "unsupported": self.unsupported.get(spec.runtime), "reference": reference,
+                "unsupported": self.unsupported.get(spec.runtime), "reference": self._reference_sha,
                 "calibration": self.calib.sha256 if self.calib else None, **self._section("quantize", "dims"),
                 **self._data_key()}
 
@@ -142,11 +143,7 @@ class StageCaching:
 
         t0 = time.perf_counter()
         state = entry.state
-        for rel in entry.files:
-            if not rel.startswith("_state/"):
-                dst = self.dir / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(entry.folder / "files" / rel, dst)
+        self.cache.restore(entry, self.dir)
         for a, rel in state["paths"].items():
             setattr(self, a, self.dir / rel)
         for a, mapping in state["path_maps"].items():

@@ -125,9 +125,12 @@ class StageCache:
         return Entry(final, json.loads((final / ENTRY).read_text()))
 
     def restore(self, entry: Entry, into: Path) -> list[Path]:
-        """Copy the entry's files into the output folder; return the written paths."""
+        """Copy the entry's files into the output folder; return the written paths. Files under `_state/` are
+        the run's in-memory state (read from the entry by the caller), not output."""
         written = []
         for rel in entry.files:
+            if rel.startswith("_state/"):
+                continue
             dst = into / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(entry.folder / "files" / rel, dst)

@@ -246,6 +246,11 @@ def _input(node, index: int) -> str:
     return node.input[index] if index < len(node.input) else ""
 
 
+def _present(node, indices) -> list[str]:
+    """The names of the inputs at `indices` that the node has (an omitted optional input is "")."""
+    return [name for name in (_input(node, i) for i in indices) if name]
+
+
 def _output(node, index: int) -> str:
     return node.output[index] if index < len(node.output) else ""
 
@@ -537,20 +542,14 @@ class _Judge:
                 elif value.size and float(value.max()) > cond.max:
                     fail(f"'{name}' is {value.reshape(-1)[:4].tolist()}")
         elif kind == "rank":
-            for index in cond.inputs:
-                name = _input(node, index)
-                if not name:
-                    continue
+            for name in _present(node, cond.inputs):
                 rank = g.rank(name)
                 if rank is None:
                     cannot(f"the rank of '{name}' is unknown")
                 elif rank not in cond.ranks:
                     fail(f"'{name}' has rank {rank}")
         elif kind == "static_shape":
-            for index in cond.inputs:
-                name = _input(node, index)
-                if not name:
-                    continue
+            for name in _present(node, cond.inputs):
                 static = g.static(name)
                 if static is None:
                     cannot(f"the shape of '{name}' is unknown")
@@ -575,7 +574,7 @@ class _Judge:
                 if rule is None or rule.trt not in cond.types:
                     fail(f"'{name}' is {onnx_type_name(elem)}", suggestion=f"Cast '{name}' to {cond.types[0]}")
         elif kind == "absent_input":
-            present = [_input(node, i) for i in cond.inputs if _input(node, i)]
+            present = _present(node, cond.inputs)
             if present:
                 fail(f"the node uses {', '.join(repr(p) for p in present)}")
         elif kind == "absent_output":

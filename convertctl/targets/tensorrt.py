@@ -17,6 +17,11 @@ from convertctl.trt.options import TensorRTOptions
 
 
 def _kit(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildContext | None) -> BuiltArtifact:
+    return _write_kit(onnx_path, spec, out_dir, ctx)[0]
+
+
+def _write_kit(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildContext | None):
+    """The build kit, and the profiles it was written with (the engine build uses the same ones)."""
     from convertctl.model import describe
     from convertctl.trt.kit import check_qdq_for_tensorrt, graph_precision, kit_recipe, write_kit
     from convertctl.trt.profiles import compute_profiles
@@ -34,7 +39,7 @@ def _kit(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildContex
     settings = {"kit": "kit.json", "graph_precision": precision[0], "profiles": profiles.to_dict(),
                 "trtexec": {v: c["line"] for v, c in kit["trtexec"].items()},
                 "not_possible": kit["not_possible"]}
-    return BuiltArtifact(files=files, settings=settings)
+    return BuiltArtifact(files=files, settings=settings), profiles
 
 
 def _build(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildContext | None = None) -> BuiltArtifact:
@@ -42,8 +47,7 @@ def _build(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildCont
     from convertctl.trt.builder import build_engine
 
     ctx = ctx or BuildContext()
-    kit = _kit(onnx_path, spec, out_dir, ctx)
-    profiles = _profiles_from(kit.settings["profiles"])
+    kit, profiles = _write_kit(onnx_path, spec, out_dir, ctx)
     meta = build_engine(out_dir / "model.onnx", spec, profiles, out_dir, ctx.cache_dir or default_cache_dir(),
                         kit.settings["graph_precision"])
     (out_dir / "engine.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
@@ -52,13 +56,6 @@ def _build(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildCont
                 "layer_output_precisions": meta["precision"]["layer_output_precisions"],
                 "timing_cache": meta["build_options"]["timing_cache"], "build_seconds": meta["build_seconds"]}
     return BuiltArtifact(files=files, settings=settings)
-
-
-def _profiles_from(data: dict):
-    from convertctl.trt.profiles import InputProfile, Profiles
-
-    return Profiles([InputProfile(p["name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]), tuple(p["dims"]))
-                     for p in data["inputs"]], list(data["notes"]))
 
 
 def _open(out_dir: Path, spec: TensorRTOptions, settings: dict) -> Runner:
