@@ -35,6 +35,7 @@ from convertctl.report.manifest import (
     StageRecord,
     file_record,
 )
+from convertctl.report.outdir import MARKER, OutputFolder
 
 
 class Reporter:
@@ -81,8 +82,6 @@ def _effective_inputs(recipe, onnx_source_io):
 
 class Run(StageCaching):
     def __init__(self, recipe, recipe_sha: str, recipe_path: Path | None, output: Path | None, reporter=None):
-        from convertctl.report.outdir import OutputFolder
-
         self.recipe = recipe
         self.recipe_sha = recipe_sha
         self.recipe_path = recipe_path
@@ -500,28 +499,54 @@ class Run(StageCaching):
             raise UsageError(f"image folder not found: {images}", hint="run `make data`, or fix samples.images")
 
     def execute(self) -> Manifest:
+        from convertctl.processes import Interrupted
+
         started, t0 = _now(), time.perf_counter()
         self._preflight()
-        self.dir = self.out.open()
+        self.dir = self.out.open(protected=self._read_paths())
+        try:
+            return self._stages(started, t0)
+        except Interrupted:
+            self.out.discard()  # the user stopped it: nothing to debug, nothing left behind
+            raise
+        except BaseException as exc:
+            summary = exc.message if isinstance(exc, ConvertctlError) else f"{type(exc).__name__}: {exc}"
+            where = self.out.abandon(summary + "\n\n" + traceback.format_exc())
+            if isinstance(exc, ConvertctlError) and where is not None:
+                # the staging folder is gone: point every path at the kept partial folder
+                exc.message = exc.message.replace(str(self.out.staging), str(where))
+                hint = (exc.hint or "").replace(str(self.out.staging), str(where))
+                exc.hint = (hint + "; " if hint else "") + f"partial output kept in {where}"
+            raise
+
+    def _stages(self, started: str, t0: float) -> Manifest:
+        from convertctl.processes import raise_if_interrupted as checkpoint
+
         try:
             self._open_cache()
             self._samples()
+            checkpoint()
             self._cached("export", self._export_key, self._export, ["export"],
                          paths=["onnx"], arrays=["reference", "onnx_outputs"], values=["onnx_label", "reference_name",
                                                                                          "output_names"])
             if "check" in self.recipe.stages:
+                checkpoint()
                 self._cached("check", self._check_key, self._check, ["check"], values=["unsupported"])
             if "optimize" in self.recipe.stages:
+                checkpoint()
                 self._cached("optimize", self._onnx_key, self._optimize, ["optimize"],
                              paths=["onnx"], arrays=["onnx_outputs"], values=["onnx_label"])
             if "build" in self.recipe.stages:
+                checkpoint()
                 self._cached("quantize", self._quantize_key, self._quantize, ["quantize"], path_maps=["emissions"])
             self._write_onnx_result()
             if "build" in self.recipe.stages:
                 for spec in self.recipe.targets:
+                    checkpoint()
                     self._cached(f"build/{spec.id}", lambda spec=spec: self._build_key(spec),
                                  lambda spec=spec: self._build_target(spec), [f"targets/{spec.id}"])
                 self._latency()
+            checkpoint()
         except _GateFailed as gate:
             self.messages.append(str(gate))
             return self._finish(started, t0, gate_failed=True)
@@ -535,16 +560,23 @@ class Run(StageCaching):
                 self.reporter.finish(record)
             self.messages.append(str(stop))
             return self._finish(started, t0, unsupported=True)
-        except BaseException as exc:
-            summary = exc.message if isinstance(exc, ConvertctlError) else f"{type(exc).__name__}: {exc}"
-            where = self.out.abandon(summary + "\n\n" + traceback.format_exc())
-            if isinstance(exc, ConvertctlError) and where is not None:
-                # the staging folder is gone: point every path at the kept partial folder
-                exc.message = exc.message.replace(str(self.out.staging), str(where))
-                hint = (exc.hint or "").replace(str(self.out.staging), str(where))
-                exc.hint = (hint + "; " if hint else "") + f"partial output kept in {where}"
-            raise
         return self._finish(started, t0)
+
+    def _read_paths(self) -> list[Path]:
+        """What this run reads, which its output folder may not be or contain: the model and its folder,
+        the factory file, the data folders, the recipe's folder and the current directory."""
+        src, paths = self.recipe.source, [Path.cwd()]
+        if src.path is not None:
+            paths += [src.path, src.path.parent]
+        if src.factory and src.factory.rpartition(":")[0].endswith(".py"):
+            factory = Path(src.factory.rpartition(":")[0])
+            paths += [factory, factory.parent]
+        paths.append(self.recipe.samples.images)
+        if self.recipe.calibration is not None:
+            paths += [self.recipe.calibration.data, self.recipe.calibration.labels]
+        if self.recipe_path is not None:
+            paths.append(Path(self.recipe_path).absolute().parent)
+        return [p for p in paths if isinstance(p, Path)]
 
     def _write_onnx_result(self):
         """The final ONNX (after optimize) as `model.onnx` at the top of the output folder."""
@@ -585,7 +617,7 @@ class Run(StageCaching):
             latency_baseline=self.latency_baseline,
             messages=self.messages,
         )
-        manifest.files = self._files(sorted(p for p in self.dir.iterdir() if p.is_file()))
+        manifest.files = self._files(sorted(p for p in self.dir.iterdir() if p.is_file() and p.name != MARKER))
         write_reports(manifest, self.dir)  # report.json, report.md (+ summary.md), report.html
         # The manifest is written last: its presence marks a finished folder.
         (self.dir / "manifest.json").write_text(manifest.model_dump_json(indent=2) + "\n")

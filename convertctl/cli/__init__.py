@@ -64,40 +64,62 @@ def cli(verbose, quiet, json_output):
     state.json_output = state.json_output or json_output
 
 
-def _fail(exc: BaseException, code: int, message: str, hint: str | None) -> None:
+def _json_wanted(argv) -> bool:
+    # errors can happen before a subcommand's --json is parsed (a bad option, a check in a decorator)
+    return state.json_output or "--json" in (argv if argv is not None else sys.argv[1:])
+
+
+def _fail(exc: BaseException, code: int, message: str, hint: str | None, argv=None) -> None:
     if state.verbose:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    if state.json_output:
-        print(json.dumps({"status": "error", "exit_code": code, "error": message, "hint": hint}))
+    if _json_wanted(argv):
+        print(json.dumps({"status": "error", "exit_code": code, "error": message, "hint": hint}), flush=True)
     from convertctl.cli.ui import print_error
 
     print_error(message, hint)
     sys.exit(code)
 
 
+def _interrupted(signum: int, argv) -> None:
+    """Stop the children, say so on one line (and in JSON with --json), exit 128 + the signal."""
+    import signal
+
+    from convertctl import processes
+
+    processes.stop_all()
+    name = signal.Signals(signum).name
+    code = 128 + signum
+    if _json_wanted(argv):
+        print(json.dumps({"status": "interrupted", "exit_code": code, "error": f"interrupted by {name}",
+                          "hint": None}), flush=True)
+    print(f"interrupted by {name}: stopped (no output folder was replaced)", file=sys.stderr)
+    sys.exit(code)
+
+
 def main(argv=None) -> None:
+    from convertctl import processes
+
+    processes.install_signal_handlers()
     try:
         code = cli.main(args=argv, prog_name="convertctl", standalone_mode=False)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:  # click turns KeyboardInterrupt into Abort
+        import signal
+
+        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        _interrupted(cause.signum if isinstance(cause, processes.Interrupted) else signal.SIGINT, argv)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
-        # usage errors can happen before --json is parsed: look at the raw arguments too
-        if state.json_output or "--json" in (argv if argv is not None else sys.argv[1:]):
+        if _json_wanted(argv):
             print(json.dumps({"status": "error", "exit_code": code, "error": exc.format_message(), "hint": None}))
         sys.exit(code)
     except ConvertctlError as exc:
-        _fail(exc, exc.exit_code, exc.message, exc.hint)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail(exc, exc.exit_code, exc.message, exc.hint, argv)
     except Exception as exc:  # an unexpected failure is a bug: say so, traceback only with -v
         _fail(exc, EXIT_INTERNAL, f"internal error: {type(exc).__name__}: {exc}",
-              None if state.verbose else "run again with -v for the traceback, and report it")
+              None if state.verbose else "run again with -v for the traceback, and report it", argv)
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,7 +11,22 @@ from convertctl.cli import state
 from convertctl.cli.common import common_options
 from convertctl.errors import UsageError
 
-_DROP = click.FloatRange(min=0)
+
+class _Threshold(click.ParamType):
+    """A finite number >= 0: click's FloatRange lets `nan` through, and a NaN threshold passes every change."""
+
+    name = "float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number) or number < 0:
+            self.fail(f"{value!r} is not a finite number >= 0", param, ctx)
+        return number
+
+
+_DROP = _Threshold()
 
 
 @click.command("diff")
@@ -29,7 +44,9 @@ _DROP = click.FloatRange(min=0)
 def diff(base, new, markdown, **thresholds):
     """Compare NEW with BASE (each a manifest.json or a run folder) of the same recipe.
 
-    Exit 4 on an accuracy regression, else 5 on a latency regression, else 0.
+    Exit 4 on an accuracy regression, else 5 on a latency regression, else 0. Exit 2: a missing file, a file
+    that is not a valid manifest (named, with its first bad field: NaN, a negative latency, a cosine outside
+    [-1, 1], a missing field), two different recipes, a manifest schema of another major.
 
     Example: convertctl diff baseline/manifest.json out/efficientnet_lite0 -o diff.md
     """

@@ -24,7 +24,8 @@ def plan(recipes, fmt, per, root):
     """One CI job per recipe x target for RECIPES (recipe files and/or folders of recipes).
 
     \b
-    Every recipe is validated first (an invalid one: exit 2, naming it). Each job is
+    Every recipe is validated first. Exit 0, or 2: an invalid recipe (each named), a folder without
+    recipes, two recipes of one name, an unwritable $GITHUB_OUTPUT. Each job is
       {"name": "NAME[-TARGET]", "recipe": PATH, "target": ID or null, "output": "out/NAME[/TARGET]"}
     and runs `convertctl run RECIPE --target ID -o OUTPUT`; `convertctl merge` collects the outputs.
     GitHub: matrix: ${{ fromJSON(needs.plan.outputs.matrix) }} (see docs/ci/github-workflow.yml).
@@ -40,10 +41,10 @@ def plan(recipes, fmt, per, root):
         sys.stdout.write(fanout.gitlab_pipeline(jobs, root=root))
     else:
         matrix = fanout.github_matrix(jobs)
-        sys.stdout.write(matrix + "\n")
         target = fanout.env_github_output()
-        if target:
+        if target:  # first: when it fails, stdout holds the error object alone (with --json), not two documents
             fanout.write_github_output(matrix, target)
+        sys.stdout.write(matrix + "\n")
         if len(jobs) > 256:
             from convertctl.cli.ui import print_error
 

@@ -134,7 +134,8 @@ def show_result(manifest, folder) -> int:
     for msg in manifest.messages:
         out.print(f"[yellow]note:[/] {esc(msg)}", soft_wrap=True)
     style = _STYLE.get(manifest.status, "white")
-    top = [p.name + ("/" if p.is_dir() else "") for p in sorted(Path(folder).iterdir())] if Path(folder).is_dir() else []
+    top = [p.name + ("/" if p.is_dir() else "") for p in sorted(Path(folder).iterdir())
+           if not p.name.startswith(".")] if Path(folder).is_dir() else []
     out.print(f"[bold {style}]{manifest.status}[/] in {manifest.seconds:.1f} s → {esc(folder)}  "
               f"[dim]({esc(', '.join(top))})[/]", soft_wrap=True)
     return manifest.exit_code

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from convertctl import processes
 from convertctl.errors import install_hint
 from convertctl.frontends.child import exit_description
 from convertctl.report.manifest import LatencyRecord
@@ -97,8 +98,8 @@ def measure_latency(
         req.write_text(json.dumps(request, indent=2))
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         with open(log, "wb") as out:
-            proc = subprocess.run([sys.executable, "-m", WORKER, req.name], stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, env=env, cwd=workdir, timeout=timeout_s)
+            proc = processes.run([sys.executable, "-m", WORKER, req.name], stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env, cwd=workdir, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         record.reason = f"timed out after {timeout_s:g} s (verify.latency.timeout_s); log: {_shown(log)}"
         return record

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from convertctl import processes
 from convertctl.errors import ConvertctlError, SourceModelError, UsageError
 
 _ERROR_KINDS = {"usage": UsageError, "source": SourceModelError}
@@ -45,8 +46,8 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
         if path:  # another environment: it finds convertctl's workers, not this environment's packages
             env["PYTHONPATH"] = path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         t0 = time.perf_counter()
-        proc = subprocess.run([python, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
-                              env=env, cwd=workdir)
+        proc = processes.run([python, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=env, cwd=workdir)
         seconds = round(time.perf_counter() - t0, 3)
     if error_path.exists():
         err = json.loads(error_path.read_text())

@@ -5,14 +5,13 @@ Pure logic on manifest dicts (stdlib + pydantic), so a CI job can diff manifests
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_OK, EXIT_PERF_REGRESSION, UsageError
-from convertctl.report.manifest import SCHEMA_VERSION, Manifest
+from convertctl.report.manifest import read_manifest
 from convertctl.report.markdown import fmt_ms
 
 # "drops more than" must not flip on float rounding (1.0 - 0.99 is 0.010000000000000009)
@@ -130,34 +129,17 @@ def manifest_path(given: str | Path, label: str) -> Path:
             raise UsageError(f"{label} {given}: no manifest.json in this folder",
                              hint="give a run's output folder or its manifest.json")
     elif not path.is_file():
-        raise UsageError(f"{label} {given}: no such file", hint="give a run's output folder or its manifest.json")
+        what = "not a regular file" if path.exists() else "no such file"
+        raise UsageError(f"{label} {given}: {what}", hint="give a run's output folder or its manifest.json")
     return path
 
 
 def load(given: str | Path, label: str) -> tuple[Path, dict]:
-    """Read and check one side; returns the manifest as a dict with the defaults of older schemas filled in."""
+    """Read and check one side (manifest.read_manifest: JSON, schema major, types, values); returns the manifest
+    as a dict with the defaults of older schemas filled in."""
     path = manifest_path(given, label)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"{label} {path}: cannot read it: {exc.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{label} {path}: not JSON ({exc})", hint="give a manifest.json written by convertctl") from None
-    if not isinstance(raw, dict) or "schema_version" not in raw:
-        raise UsageError(f"{label} {path}: not a convertctl manifest (no schema_version)",
-                         hint="give a manifest.json written by convertctl")
-    version = str(raw["schema_version"])
-    ours = SCHEMA_VERSION.split(".")[0]
-    if version.split(".")[0] != ours:
-        raise UsageError(f"{label} {path}: manifest schema {version} is not supported: this convertctl reads {ours}.x",
-                         hint="diff it with the convertctl version that wrote it")
-    try:  # validating fills in what older 1.x schemas lack (latency, accuracy, built_from) with their defaults
-        return path, Manifest.model_validate(raw).model_dump(mode="json")
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UsageError(f"{label} {path}: not a valid manifest: {where}: {err['msg']}",
-                         hint="give a manifest.json written by convertctl") from None
+    manifest, _ = read_manifest(path, f"{label} {path}")
+    return path, manifest.model_dump(mode="json")
 
 
 # ------------------------------------------------------------------------------------------------- thresholds

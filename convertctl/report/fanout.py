@@ -15,6 +15,7 @@ ran into a worse problem).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -35,6 +36,8 @@ RECIPE_SUFFIXES = (".yaml", ".yml")
 # Which exit code a set of runs reports: the first of these that occurs, else 0.
 PRECEDENCE = (1, 3, 4, 5, 2)
 INDEX_SCHEMA_VERSION = "1.0.0"
+RELEASE_KIND = "convertctl-release-index"  # index.json's `kind`: marks a folder `merge` wrote (and may replace)
+RELEASE_ENTRIES = ("index.json", "index.md", "manifests")  # everything merge writes in it
 
 
 def overall_exit_code(codes: Iterable[int]) -> int:
@@ -279,8 +282,15 @@ def github_matrix(jobs: list[dict]) -> str:
 
 
 def write_github_output(matrix: str, path: str) -> None:
-    with open(path, "a") as f:
-        f.write(f"matrix={matrix}\n")
+    """Append `matrix=...` to the file $GITHUB_OUTPUT names. Failing to is exit 2, not a warning: the jobs that
+    read `needs.plan.outputs.matrix` would otherwise get nothing and silently build nothing."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"matrix={matrix}\n")
+    except OSError as exc:
+        raise UsageError(f"cannot write the job output to GITHUB_OUTPUT={path}: {exc.strerror or exc}",
+                         hint="GITHUB_OUTPUT must name a writable file (GitHub Actions sets it); unset it outside "
+                              "Actions, or use --format json") from None
 
 
 def job_command(job: dict) -> str:
@@ -331,29 +341,34 @@ def collect_manifests(arguments: Iterable[str]) -> tuple[list[Path], list[Path]]
             if (path / "manifest.json").is_file():
                 found.append(path / "manifest.json")
                 continue
-            subs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            # hidden folders are staging folders; a release folder (merged into out/release) is no job
+            subs = sorted(p for p in _listing(path) if p.is_dir() and not p.name.startswith(".") and not is_release(p))
             here = [p / "manifest.json" for p in subs if (p / "manifest.json").is_file()]
             if not here:
-                raise UsageError(f"{arg}: no manifest.json in it or in its sub-folders")
+                raise UsageError(f"{arg}: no manifest.json in it or in its sub-folders",
+                                 hint="give run output folders (each with a manifest.json), or the folder holding them")
             found += here
             incomplete += [p for p in subs if not (p / "manifest.json").is_file()]
+        elif path.exists():
+            raise UsageError(f"{arg}: not a regular file or a folder")
         else:
             raise UsageError(f"{arg}: no such file or folder")
     return found, incomplete  # a manifest given twice is kept twice: merge reports it as a duplicate
 
 
-def read_manifest(path: Path) -> dict:
+def _listing(folder: Path) -> list[Path]:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a convertctl manifest (not JSON: {exc})") from None
-    if not (isinstance(data, dict) and "schema_version" in data and isinstance(data.get("recipe"), dict)
-            and data["recipe"].get("name")):
-        raise UsageError(f"{path}: not a convertctl manifest (no schema_version and recipe)")
-    major = str(data["schema_version"]).split(".")[0]
-    if major != "1":
-        raise UsageError(f"{path}: manifest schema {data['schema_version']} is not supported (1.x)")
-    return data
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot list it: {exc.strerror or exc}") from None
+
+
+def read_manifest(path: Path) -> tuple[dict, bytes]:
+    """One manifest, checked (report/manifest.py: JSON, schema major, types, values): as a dict, and its bytes."""
+    from convertctl.report.manifest import read_manifest as read_checked
+
+    manifest, raw = read_checked(path, display_path(path))
+    return manifest.model_dump(mode="json"), raw
 
 
 def manifest_target_ids(manifest: dict) -> list[str]:
@@ -382,39 +397,85 @@ def _safe(text: str) -> str:
 
 
 def merge(arguments: Iterable[str], release: Path) -> dict:
-    """Copy the manifests into `release`/manifests/, write index.json and index.md; return the index."""
-    from convertctl.report.manifest import sha256_file
+    """Copy the manifests into `release`/manifests/, write index.json and index.md; return the index.
 
+    Everything is checked first; the release is assembled in a staging folder beside it and renamed into place
+    only when complete, so a failure leaves no half-written release. An existing `release` is replaced only
+    when it is empty or a previous merge's output (index.json of kind RELEASE_KIND, nothing else of the user's)."""
     paths, incomplete = collect_manifests(arguments)
-    loaded = [(p, read_manifest(p)) for p in paths]
+    loaded = [(p, *read_manifest(p)) for p in paths]
+    refuse_duplicates(loaded)
+    release = Path(os.path.abspath(release))
+    check_release_folder(release)
+    staging = release.parent / f".{release.name}.merge-staging-{os.getpid()}"
+    try:
+        index = write_release(staging, loaded, incomplete)
+        swap_in(staging, release)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UsageError(f"cannot write the release folder {release}: {exc.strerror or exc}",
+                         hint="choose another folder with -o") from None
+    except BaseException:  # a bug or an interrupt: nothing half-written stays either
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return index
 
-    # the same artifact (recipe name, target id) from two manifests: which one is the release's is unknowable
+
+def refuse_duplicates(loaded: list[tuple[Path, dict, bytes]]) -> None:
+    """The same artifact (recipe name, target id) from two manifests: which one is the release's is unknowable."""
     owner: dict[tuple[str, str], Path] = {}
-    for p, m in loaded:
+    for p, m, _ in loaded:
         name, ids = m["recipe"]["name"], manifest_target_ids(m)
         for key in [(name, i) for i in ids] or [(name, "")]:
             if key in owner:
                 what = f"target {key[1]} of recipe {name}" if key[1] else f"recipe {name}"
                 where = (f"{p} is given twice" if owner[key].resolve() == p.resolve()
                          else f"it is in both {owner[key]} and {p}")
-                raise UsageError(f"duplicate: {what}: {where}",
-                                 hint="merge each job's output once")
+                raise UsageError(f"duplicate: {what}: {where}", hint="merge each job's output once")
             owner[key] = p
 
-    release = Path(release)
-    target_dir = release / "manifests"
-    if target_dir.exists():
-        if not (release / "index.json").is_file():
-            raise UsageError(f"{target_dir} exists and is not from `convertctl merge` (no {release / 'index.json'})",
-                             hint="choose another folder with -o")
-        shutil.rmtree(target_dir)  # a previous merge's: replaced as a whole, no stale manifest stays
-    target_dir.mkdir(parents=True)
 
+def is_release(folder: Path) -> bool:
+    """True for a folder a previous merge wrote: its index.json says so (written last, so the folder is whole)."""
+    try:
+        index = json.loads((folder / "index.json").read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(index, dict) and index.get("kind") == RELEASE_KIND
+
+
+def check_release_folder(release: Path) -> None:
+    """Refuse a `release` merge may not replace: a file, a link, or a folder that is not a merge output (or holds
+    something a merge did not write): the user's files are never deleted."""
+    fix = "choose an empty or new folder with -o"
+    if release.is_symlink():
+        raise UsageError(f"release folder {release} is a symbolic link; merge replaces its release folder as a whole",
+                         hint=f"give the real folder it points to, or {fix}")
+    if not release.exists():
+        return
+    if not release.is_dir():
+        raise UsageError(f"release path {release} exists and is not a folder", hint=fix)
+    entries = sorted(p.name for p in release.iterdir())
+    if not entries:
+        return
+    if not is_release(release):
+        raise UsageError(f"release folder {release} exists and is not the output of `convertctl merge` (no index.json "
+                         f"of kind {RELEASE_KIND}): it is left alone", hint=fix)
+    foreign = [e for e in entries if e not in RELEASE_ENTRIES]
+    if foreign:
+        raise UsageError(f"release folder {release} holds {foreign[0]}, which `convertctl merge` did not write: the "
+                         "folder would be replaced as a whole, so it is left alone", hint=fix)
+
+
+def write_release(folder: Path, loaded: list[tuple[Path, dict, bytes]], incomplete: list[Path]) -> dict:
+    """manifests/, index.json and index.md in `folder` (created here); index.json last. Returns the index."""
+    shutil.rmtree(folder, ignore_errors=True)  # a killed merge of this process id: never ours to keep
+    (folder / "manifests").mkdir(parents=True)
     per_recipe: dict[str, int] = {}
-    for _, m in loaded:
+    for _, m, _ in loaded:
         per_recipe[m["recipe"]["name"]] = per_recipe.get(m["recipe"]["name"], 0) + 1
     entries, used = [], set()
-    for p, m in loaded:
+    for p, m, raw in loaded:
         name, ids = m["recipe"]["name"], manifest_target_ids(m)
         stem = _safe(name) + (f"__{_safe('+'.join(ids))}" if per_recipe[name] > 1 and ids else "")
         candidate, n = stem, 1
@@ -422,33 +483,56 @@ def merge(arguments: Iterable[str], release: Path) -> dict:
             n += 1
             candidate = f"{stem}-{n}"
         used.add(candidate.lower())
-        dest = target_dir / f"{candidate}.json"
-        shutil.copyfile(p, dest)
-        entries.append({
-            "recipe": name,
-            "recipe_sha256": m["recipe"].get("sha256"),
-            "targets": ids,
-            "source": display_path(p),
-            "manifest": dest.relative_to(release).as_posix(),
-            "manifest_sha256": sha256_file(dest),
-            "status": m.get("status"),
-            "exit_code": m.get("exit_code"),
-            "artifacts": [{"id": a.get("id"), "runtime": a.get("runtime"), "precision": a.get("precision"),
-                           "status": a.get("status"), "files": [f.get("path") for f in a.get("files") or []],
-                           "cosine": _first_cosine(a), "p50_ms": _p50(a)}
-                          for a in m.get("artifacts") or []],
-        })
+        relative = f"manifests/{candidate}.json"
+        (folder / relative).write_bytes(raw)  # the bytes that were checked, not the file as it is now
+        entries.append(index_entry(p, m, relative, hashlib.sha256(raw).hexdigest(), ids))
     index = {
         "schema_version": INDEX_SCHEMA_VERSION,
-        "kind": "convertctl-release-index",
+        "kind": RELEASE_KIND,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "entries": entries,
         "incomplete": [display_path(p) for p in incomplete],
-        "exit_code": overall_exit_code(e["exit_code"] if isinstance(e["exit_code"], int) else 1 for e in entries),
+        "exit_code": overall_exit_code(e["exit_code"] for e in entries),
     }
-    (release / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    (release / "index.md").write_text(index_markdown(index))
+    (folder / "index.md").write_text(index_markdown(index))
+    (folder / "index.json").write_text(json.dumps(index, indent=2) + "\n")  # last: it marks a whole release
     return index
+
+
+def index_entry(source: Path, m: dict, relative: str, sha: str, ids: list[str]) -> dict:
+    return {
+        "recipe": m["recipe"]["name"],
+        "recipe_sha256": m["recipe"]["sha256"],
+        "targets": ids,
+        "source": display_path(source),
+        "manifest": relative,
+        "manifest_sha256": sha,
+        "status": m["status"],
+        "exit_code": m["exit_code"],
+        "artifacts": [{"id": a["id"], "runtime": a["runtime"], "precision": a["precision"], "status": a["status"],
+                       "files": [f["path"] for f in a["files"]], "cosine": _first_cosine(a), "p50_ms": _p50(a)}
+                      for a in m["artifacts"]],
+    }
+
+
+def swap_in(staging: Path, release: Path) -> None:
+    """Put the complete staging folder in `release`'s place; a previous release is removed only afterwards."""
+    old = None
+    if release.exists():
+        check_release_folder(release)  # again: the user may have put files there meanwhile
+        if any(release.iterdir()):
+            old = release.parent / f".{release.name}.merge-old-{os.getpid()}"
+            os.replace(release, old)
+        else:
+            release.rmdir()  # an empty folder: nothing is lost
+    try:
+        os.replace(staging, release)
+    except OSError:
+        if old is not None:
+            os.replace(old, release)  # the previous release goes back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def index_markdown(index: dict) -> str:
