@@ -8,7 +8,6 @@ written last. Reports are rendered from the manifest alone.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import traceback
 from datetime import datetime, timezone
@@ -218,6 +217,10 @@ class Run(StageCaching):
             if model.is_dir():  # a SavedModel: every file in it
                 return sorted(f for f in model.rglob("*") if f.is_file())
             return [model] + ([found.params] if found.params else [])
+        if src.framework == "onnx":  # the weights too: a changed .data file must not restore a stale export
+            from convertctl.model import companion_files
+
+            return companion_files(src.path)
         files = [src.path] if src.path else []
         if src.factory and src.factory.rpartition(":")[0].endswith(".py"):
             files.append(Path(src.factory.rpartition(":")[0]))
@@ -486,6 +489,10 @@ class Run(StageCaching):
             resolve(found.framework, found.format, self.recipe.export.python)  # the framework must be there
         elif src.path is not None and not src.path.is_file():
             raise SourceModelError(f"model file not found: {src.path}")
+        if src.framework == "onnx":  # external data outside the model's folder: refused before anything is written
+            from convertctl.model import external_data_files
+
+            external_data_files(src.path)
         if src.factory:
             target = src.factory.rpartition(":")[0]
             if target.endswith(".py") and not Path(target).is_file():
@@ -580,10 +587,9 @@ class Run(StageCaching):
 
     def _write_onnx_result(self):
         """The final ONNX (after optimize) as `model.onnx` at the top of the output folder."""
-        from convertctl.model import companion_files
+        from convertctl.model import copy_model
 
-        for f in companion_files(self.onnx):
-            shutil.copyfile(f, self.dir / f.name)
+        copy_model(self.onnx, self.dir, Path(self.onnx).name)  # keeps external data in its sub-folders
 
     def _finish(self, started: str, t0: float, gate_failed: bool = False, unsupported: bool = False) -> Manifest:
         from convertctl.recipe import format_recipe_content

@@ -60,6 +60,7 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     if not path.is_file():
         raise UsageError(f"{path} is not a file (give the .onnx file)")
     model = _load(onnx, path)
+    size = _size_and_external_data(path, model)  # external data confined and bounded before anything reads it
     sha = sha256_file(path)
     opsets = {("" if o.domain in ("", "ai.onnx") else o.domain): o.version for o in model.opset_import}
     notes: list[str] = []
@@ -73,7 +74,6 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     for name, node, reason in unknown:
         findings.append(NodeVerdict(node=name, op_type=node.op_type, domain=_domain(node), verdict="unknown",
                                     reason=reason, source=sources.get(name)))
-    size = _size_and_external_data(path, model)
 
     inferred = _check_and_infer(onnx, path, model, opsets, {name for name, _, _ in unknown}, nodes, notes, findings)
     value_types = _value_types(inferred.graph)
@@ -168,28 +168,12 @@ def _looks_truncated(path: Path) -> bool:
 
 
 def _size_and_external_data(path: Path, model) -> int:
-    """File size plus external data; a missing or too short external data file is an error."""
-    size = path.stat().st_size
-    needed: dict[str, tuple[int, str]] = {}  # location -> (bytes needed, a tensor that needs them)
-    for tensor in _all_initializers(model.graph):
-        if tensor.data_location != 1:  # onnx.TensorProto.EXTERNAL
-            continue
-        info = {e.key: e.value for e in tensor.external_data}
-        loc = info.get("location", "")
-        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
-        if end > needed.get(loc, (-1, ""))[0]:
-            needed[loc] = (end, tensor.name)
-    for loc, (end, tensor) in sorted(needed.items()):
-        file = path.parent / loc
-        if not loc or not file.is_file():
-            raise SourceModelError(f"{path.name}: the external data file {loc!r} (weights of {tensor!r}) is missing",
-                                   hint=f"keep it next to the model, in {path.parent}")
-        have = file.stat().st_size
-        if have < end:
-            raise SourceModelError(f"{path.name}: the external data file {loc!r} is truncated ({have} bytes, "
-                                   f"{tensor!r} needs {end})", hint="copy or write the weights file again")
-        size += have
-    return size
+    """File size plus external data. The external data files are checked by convertctl.model's one rule (inside
+    the model's folder, regular files, offset + length within them) before the ONNX checker or a runtime opens
+    them: those would follow a location such as ../../etc/passwd, or hang on a FIFO."""
+    from convertctl.model import external_data_files
+
+    return path.stat().st_size + sum(ext.size for ext in external_data_files(path, model))
 
 
 # ------------------------------------------------------------------------------------- nodes and names
@@ -353,12 +337,13 @@ def _check_and_infer(onnx, path: Path, model, opsets, unknown: set[str], nodes, 
         notes.append(f"IR version {model.ir_version} / opset {opsets.get('', 0)} is newer than onnx "
                      f"{onnx.__version__} knows (IR {ir_max}, opset {opset_max}): the ONNX checker and strict shape "
                      "inference were skipped")
-    else:
+    checker_says = ""
+    if not too_new:
         try:
-            # by path: the checker then finds external data files beside the model
+            # by path: the checker then finds external data files beside the model (confined by analyse())
             onnx.checker.check_model(str(path), full_check=False)
         except Exception as exc:
-            msg = str(exc)
+            msg = checker_says = str(exc)
             hit = node_named_in(msg, raw_names)
             name = raw_names.get(hit) if hit else None
             if name is not None and name in unknown:
@@ -375,7 +360,13 @@ def _check_and_infer(onnx, path: Path, model, opsets, unknown: set[str], nodes, 
                     reason=f"the ONNX checker rejects it: {one_line(_strip_context(msg), 240)}",
                     suggestion="fix the model or re-export it: tools that run the ONNX checker (simplifiers, "
                                "some converters) will refuse it"))
-    sorted_model = _toposorted(model)
+    sorted_model, cycle = _toposorted(model)
+    if cycle:  # no runtime loads such a model: it is invalid, not an unsupported operator (exit 2, not 3)
+        said = f" (the ONNX checker: {one_line(_strip_context(checker_says), 300)})" if checker_says else ""
+        raise SourceModelError(
+            f"{path.name} is not a valid ONNX model: its graph has a cycle, nodes {', '.join(cycle[:5])}"
+            f"{' …' if len(cycle) > 5 else ''} depend on each other{said}",
+            hint="a graph must be acyclic (each tensor computed before it is used): fix or re-export the model")
     if sorted_model is not model:
         notes.append("the nodes are not in topological order: shape inference ran on a sorted copy")
     try:
@@ -425,21 +416,22 @@ def _used_names(node) -> set[str]:
 
 
 def _toposorted(model):
-    """The model itself when its main graph is topologically sorted, else a copy with sorted nodes
-    (ONNX Runtime and OpenVINO accept unsorted graphs; ONNX shape inference does not)."""
+    """(the model itself when its main graph is topologically sorted, else a copy with sorted nodes; the names
+    of the nodes that cannot be ordered because they form or follow a cycle, [] when there is none).
+    ONNX Runtime and OpenVINO accept unsorted graphs; ONNX shape inference does not; nobody takes a cycle."""
     graph = model.graph
     known = {i.name for i in graph.input} | {t.name for t in graph.initializer}
     produced_by = {o: k for k, n in enumerate(graph.node) for o in n.output if o}
     deps = [{produced_by[t] for t in _used_names(n) if t in produced_by and t not in known} for n in graph.node]
     if all(all(d < k for d in ds) for k, ds in enumerate(deps)):
-        return model
+        return model, []
     order, placed, pending = [], set(), list(range(len(graph.node)))
     while pending:
         rest = [k for k in pending if not deps[k] <= placed]
         ready = [k for k in pending if deps[k] <= placed]
-        if not ready:  # a cycle: leave the rest as it is, shape inference will name the node
-            order += rest
-            break
+        if not ready:
+            stuck = _cycle_members(set(rest), deps)
+            return model, [graph.node[k].name or f"{graph.node[k].op_type}_{k}" for k in sorted(stuck)]
         order += ready
         placed |= set(ready)
         pending = rest
@@ -447,7 +439,16 @@ def _toposorted(model):
     copy.CopyFrom(model)
     del copy.graph.node[:]
     copy.graph.node.extend(graph.node[k] for k in order)
-    return copy
+    return copy, []
+
+
+def _cycle_members(stuck: set[int], deps: list[set[int]]) -> set[int]:
+    """The nodes that cannot be ordered, without those that merely follow a cycle (no stuck node needs them)."""
+    while True:
+        sinks = stuck - {d for k in stuck for d in deps[k]}
+        if not sinks or sinks == stuck:
+            return stuck
+        stuck -= sinks
 
 
 def _value_types(graph) -> dict[str, Any]:

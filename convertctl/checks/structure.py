@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from convertctl.checks.model_facts import one_line
 from convertctl.errors import SourceModelError, require
 from convertctl.model import describe
 
@@ -16,7 +17,7 @@ def check_structure(path: Path) -> tuple[list[str], dict]:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # ValidationError, InferenceError: both mean the file is not a valid model
-        msg = " ".join(str(exc).split())[:400]
+        msg = one_line(str(exc), 600)  # the reason first, then the node it is about ("==> Context: ...")
         raise SourceModelError(f"{path.name} fails the ONNX checker: {msg}") from None
     io = describe(path)
     dynamic = sorted({d for t in io.inputs + io.outputs for d in t.shape if isinstance(d, str)})

@@ -14,7 +14,13 @@ import click
 
 from convertctl.cli import state
 from convertctl.cli.common import common_options, is_recipe
-from convertctl.errors import EXIT_OK, EXIT_UNSUPPORTED_OPERATOR, SourceModelError, UsageError
+from convertctl.errors import (
+    EXIT_OK,
+    EXIT_UNSUPPORTED_OPERATOR,
+    ConvertctlError,
+    SourceModelError,
+    UsageError,
+)
 
 VERDICT_STYLE = {"supported": "green", "conditional": "yellow", "unsupported": "bold red", "unknown": "magenta"}
 _TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".py")
@@ -38,7 +44,7 @@ def check(model, targets, dims, output):
     and every target runtime of the recipe is checked with the recipe's `dims` as ranges.
     ONNX Runtime and OpenVINO are asked directly (per node); TensorRT is judged by its support table.
     Exit codes: 0 no target rejects the model (conditional/unknown verdicts print a warning),
-    3 a requested target has an unsupported operator, 2 usage errors.
+    3 a requested target has an unsupported operator, 2 usage errors or an invalid model.
     Example: convertctl check model.onnx -t tensorrt -t openvino -t onnxruntime
     """
     names = _target_names(targets)
@@ -114,20 +120,34 @@ def _check_recipe(recipe_file: str, names: list[str], ranges: dict, output: str 
         _finish(report, output, extra_code=EXIT_OK)
         return
     with tempfile.TemporaryDirectory(prefix="convertctl-check-") as tmp:
-        onnx_path, export_code = _export(recipe_file, Path(tmp) / "export")
-        report = _run_check(onnx_path, names, ranges or None)
+        try:
+            onnx_path, export_code = _export(recipe_file, Path(tmp) / "export")
+            report = _run_check(onnx_path, names, ranges or None)
+        except ConvertctlError as exc:
+            raise _without_folder(exc, Path(tmp), recipe_file) from None
         if output:
-            import shutil
-
-            from convertctl.model import companion_files
+            from convertctl.model import copy_model
 
             folder = _output_folder(output)
-            for f in companion_files(onnx_path):  # the model and its external data, if any
-                shutil.copyfile(f, folder / f.name)
+            copy_model(onnx_path, folder, onnx_path.name)  # the model and its external data, if any
             report.model = str((folder / onnx_path.name).resolve())
         else:
             report.model = f"{recipe_file} (exported to ONNX, not kept: give -o FOLDER to keep it)"
         _finish(report, output, extra_code=export_code)
+
+
+def _without_folder(exc: ConvertctlError, tmp: Path, recipe_file: str) -> ConvertctlError:
+    """The export's temporary folder is deleted when `check` returns: the error must not point into it (its
+    "partial output kept in ..." and "full log: ..." hints would name files that no longer exist)."""
+    import os
+
+    gone = {str(tmp), os.path.realpath(tmp)}
+    for folder in gone:
+        exc.message = exc.message.replace(folder, "(a temporary folder, deleted)")
+    kept = [part for part in (exc.hint or "").split("; ") if part and not any(g in part for g in gone)]
+    kept.append(f"to keep the exported files and logs, export it first: convertctl export {recipe_file} -o FOLDER")
+    exc.hint = "; ".join(kept)
+    return exc
 
 
 def _export(recipe_file: str, folder: Path) -> tuple[Path, int]:

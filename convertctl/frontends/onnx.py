@@ -2,42 +2,31 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from convertctl.errors import SourceModelError
 from convertctl.frontends.result import ExportResult
-from convertctl.model import companion_files
-
-
-def _one_line(exc: Exception) -> str:
-    """ONNX Runtime's message, on one line (its useful part is often not the last line)."""
-    text = " ".join(str(exc).split())
-    return (text[:400] + " ...") if len(text) > 400 else (text or type(exc).__name__)
+from convertctl.model import copy_model
 
 
 def export(recipe, samples_path: Path, workdir: Path, chunk: int | None = None) -> ExportResult:
     from convertctl.data.samples import load_feeds
-    from convertctl.targets.onnxruntime import run_session, session
+    from convertctl.targets.onnxruntime import load_error, run_session, session
 
     src = recipe.source.path
-    files = companion_files(src)  # raises a clear error for a missing or corrupt file
-    for f in files[1:]:
-        if not f.is_file():
-            raise SourceModelError(f"{src} references external data {f.name}, which is missing next to it")
-        shutil.copyfile(f, workdir / f.name)
+    # the model and its external data, each file checked (inside the model's folder, complete) before any copy
+    files = copy_model(src, workdir)
     dst = workdir / "model.onnx"
-    shutil.copyfile(src, dst)
     try:
         sess = session(dst)
     except Exception as exc:
-        raise SourceModelError(f"ONNX Runtime cannot load {src}: {_one_line(exc)}") from None
+        raise SourceModelError(f"ONNX Runtime cannot load {src}: {load_error(exc)}") from None
     feeds = load_feeds(samples_path)
     try:
         reference = run_session(sess, feeds, chunk)
     except Exception as exc:
         shapes = ", ".join(f"{k}: {list(v.shape)} {v.dtype}" for k, v in feeds.items())
-        raise SourceModelError(f"the model rejected the sample inputs ({shapes}): {_one_line(exc)}",
+        raise SourceModelError(f"the model rejected the sample inputs ({shapes}): {load_error(exc)}",
                                hint="check inputs[].shape/dtype and dims in the recipe") from None
     return ExportResult(
         onnx=dst,

@@ -16,8 +16,10 @@ def check_quantizable(model_path: Path, precisions: set[str]) -> None:
     wanted = precisions & {"int8", "fp16"}
     if not wanted:
         return
+    from convertctl.model import load_proto
+
     onnx = require("onnx", "onnx")
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = load_proto(model_path)  # an empty or corrupt file is said to be one, not "no float tensors"
     graph = model.graph
     if "int8" in wanted:
         found = sorted({n.op_type for n in graph.node if n.op_type in QUANTIZED_OPS})

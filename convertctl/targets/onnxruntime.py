@@ -7,6 +7,7 @@ so a deployment reproduces exactly what was measured.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -41,6 +42,37 @@ def session(model_path: Path, level: str = "all", threads: int | None = None):
     return ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def load_error(exc: BaseException, limit: int = 600) -> str:
+    """ONNX Runtime's reason for refusing a model, on one line. The "[ONNXRuntimeError] : 1 : FAIL : Load model
+    from PATH failed:" prefix and the C++ source location and signature in front of the reason (together often
+    over 300 characters) are dropped first, so the length limit cuts after the reason, never before it."""
+    text = " ".join(str(exc).split())
+    text = re.sub(r"^\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*", "", text)
+    text = re.sub(r"^Load model from .*? failed:\s*", "", text)
+    text = _without_source_locations(text).replace("This is an invalid model. ", "")
+    text = re.sub(r" The operator schemas and or other functionality .*? backward compatibility\.", "", text)
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _without_source_locations(text: str) -> str:
+    """"model.cc:256 onnxruntime::Model::Model(args...) reason" -> "reason"; "utils.cc:18 GetData reason" -> "reason"."""
+    while (m := re.search(r"(?<![\w/])(?:/onnxruntime_src/\S+|\w+)\.(?:cc|h|cpp):\d+ ", text)):
+        rest = text[m.end():]
+        name = re.match(r"[^()]*?(?=\()", rest)  # return type and qualified name, up to the argument list
+        cut = len(rest.split(" ", 1)[0])  # no argument list: the function's name alone
+        if name and " " not in name.group(0).split("::")[-1]:
+            depth = 0
+            for i in range(name.end(), len(rest)):
+                depth += {"(": 1, ")": -1}.get(rest[i], 0)
+                if depth == 0:
+                    cut = i + 1
+                    break
+        text = text[: m.start()] + " " + rest[cut:]
+    return " ".join(text.split())
+
+
 def run_session(sess, feeds: Feeds, chunk: int | None = None) -> list[np.ndarray]:
     """Run all samples, `chunk` at a time along dim 0 (the model's batch limit)."""
     from convertctl.data.batching import run_in_chunks
@@ -69,7 +101,11 @@ def _build(onnx_path: Path, spec: OnnxRuntimeOptions, out_dir: Path, ctx=None) -
 def _open(out_dir: Path, spec: OnnxRuntimeOptions, settings: dict) -> Runner:
     ort = require("onnxruntime", "onnxruntime")
     saved = json.loads((out_dir / "session.json").read_text())
-    sess = session(out_dir / "model.onnx", saved["graph_optimization_level"], saved["intra_op_num_threads"] or None)
+    try:
+        sess = session(out_dir / "model.onnx", saved["graph_optimization_level"],
+                       saved["intra_op_num_threads"] or None)
+    except Exception as exc:  # the artifact's reason: ONNX Runtime's own, not its C++ source location
+        raise RuntimeError(f"ONNX Runtime cannot load {out_dir.name}/model.onnx: {load_error(exc)}") from exc
     return Runner(
         run=lambda feeds: run_session(sess, feeds),
         output_names=[o.name for o in sess.get_outputs()],
