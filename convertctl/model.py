@@ -29,13 +29,22 @@ class ModelIO:
     op_counts: dict[str, int]
 
 
+def require_regular_file(path: Path) -> None:
+    """A model path must name a regular file: a folder, FIFO or device is refused before it is opened (reading
+    a FIFO would hang)."""
+    if not path.exists():
+        raise SourceModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise SourceModelError(f"{path} is not a regular file (a folder, pipe or device), so not a model file",
+                               hint="give the path of the model file itself")
+
+
 def load_proto(path: Path, with_weights: bool = False):
     """Load an ONNX file; a missing, empty or corrupt file becomes one clear error. With `with_weights` the
     external data is read too, after external_data_files() has confined it to the model's folder."""
     onnx = require("onnx", "onnx")
     path = Path(path)
-    if not path.is_file():
-        raise SourceModelError(f"model file not found: {path}")
+    require_regular_file(path)
     if path.stat().st_size == 0:  # protobuf parses b"" as an empty model: say what it is
         raise SourceModelError(f"{path} is an empty file (0 bytes), not an ONNX model",
                                hint="the file was not written completely: export or copy it again")

@@ -487,8 +487,10 @@ class Run(StageCaching):
 
             found = detect(src.path, src.format)  # a wrong folder or a missing .pdiparams: before anything is written
             resolve(found.framework, found.format, self.recipe.export.python)  # the framework must be there
-        elif src.path is not None and not src.path.is_file():
-            raise SourceModelError(f"model file not found: {src.path}")
+        elif src.path is not None:
+            from convertctl.model import require_regular_file
+
+            require_regular_file(src.path)
         if src.framework == "onnx":  # external data outside the model's folder: refused before anything is written
             from convertctl.model import external_data_files
 

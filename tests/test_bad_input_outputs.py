@@ -332,3 +332,12 @@ def test_a_killed_run_leaves_no_finished_looking_folder_and_the_next_run_cleans_
     again = run_cli("run", recipe, *cache)
     assert again.code == 0, again.stderr
     assert not _staging(tmp_path) and load_manifest(tmp_path / "out")["status"] == "ok"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_model_path_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, kind):
+    model = tmp_path / "model.onnx"
+    os.mkfifo(model) if kind == "fifo" else model.mkdir()
+    res = run_cli("build", model, "-t", "onnxruntime", "-o", tmp_path / "o", timeout=120)  # a read would hang
+    assert_refused(res, "is not a regular file")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
