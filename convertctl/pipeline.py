@@ -63,7 +63,7 @@ def _now() -> str:
 
 def _effective_inputs(recipe, onnx_source_io):
     """A recipe may omit inputs for an ONNX source: they are read from the model."""
-    from convertctl.recipe import DimRange, InputSpec
+    from convertctl.recipe import DimRange
 
     if recipe.inputs or onnx_source_io is None:
         return recipe.inputs
@@ -75,8 +75,26 @@ def _effective_inputs(recipe, onnx_source_io):
         for d in shape:
             if isinstance(d, str):
                 recipe.dims.setdefault(d, DimRange())
-        specs.append(InputSpec(name=t.name, shape=shape or [1], dtype=t.dtype if t.dtype in known else "float32"))
+        specs.append(model_input_spec(dict(name=t.name, shape=shape or [1],
+                                           dtype=t.dtype if t.dtype in known else "float32")))
     return specs
+
+
+def model_input_spec(declared: dict):
+    """An InputSpec from what a model declares; a shape the recipe schema refuses (a 0 or negative dim) is the
+    model's problem, said as such, with the way around it."""
+    from pydantic import ValidationError
+
+    from convertctl.errors import SourceModelError
+    from convertctl.recipe import InputSpec, format_validation_error
+
+    try:
+        return InputSpec(**declared)
+    except ValidationError as err:
+        raise SourceModelError(
+            f"the model declares input {declared.get('name')!r} as {declared.get('shape')}, which cannot be fed: "
+            + format_validation_error(err).replace("\n", "; "),
+            hint="declare the input's shape yourself: `inputs` in a recipe, or --input NAME:DIM,DIM,...") from None
 
 
 class Run(StageCaching):
@@ -148,10 +166,10 @@ class Run(StageCaching):
     def _inputs_from_signature(self):
         """A Paddle/TF recipe without `inputs` takes them from the model (a short child process of its own)."""
         from convertctl.frontends.framework import describe_inputs
-        from convertctl.recipe import DimRange, InputSpec
+        from convertctl.recipe import DimRange
 
         self.reporter.start("export", f"reading the {self.recipe.source.framework} model's inputs")
-        specs = [InputSpec(**d) for d in describe_inputs(self.recipe, self.dir / "export")]
+        specs = [model_input_spec(d) for d in describe_inputs(self.recipe, self.dir / "export")]
         self.recipe.inputs = specs
         for spec in specs:
             for d in spec.dynamic_dims:

@@ -7,12 +7,15 @@ Relative paths inside a recipe are resolved against the recipe file's folder, so
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from convertctl.data import limits
 from convertctl.errors import RecipeError
 from convertctl.quantize.spec import CalibrationSpec, QuantizeSpec
 from convertctl.schema import ImagePreprocess, Strict, Tolerance
@@ -22,23 +25,54 @@ RECIPE_VERSION = 1
 STAGES = ("export", "check", "optimize", "build")
 
 
+def _dim(value):
+    """One entry of `inputs[].shape`: a positive int up to limits.MAX_DIM, or a symbolic name."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # `224.0` in YAML
+    if isinstance(value, str):
+        if not value.isidentifier():
+            raise ValueError(f"symbolic dimension {value!r} must be an identifier such as 'batch'")
+    elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"dimension {value} must be a positive integer or a symbolic name "
+                         f"(zero-size, negative and fractional dims are not supported)")
+    elif value > limits.MAX_DIM:
+        raise ValueError(f"dimension {value} is larger than {limits.MAX_DIM}")
+    return value
+
+
+Dim = Annotated[int | str, BeforeValidator(_dim)]  # per item, so an error names `inputs[0].shape[2]`
+
+# Random integer samples are drawn in [low, high] of the dtype; values outside it would wrap around.
+_INT_RANGE = {"uint8": (0, 255), "int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 2)}
+_FLOAT_MAX = {"float16": 65504.0, "float32": 3.4028234663852886e38}
+
+
 class InputSpec(Strict):
     """One model input. Symbolic dims (strings such as `batch`) become dynamic ONNX dims."""
 
     name: str
-    shape: list[int | str] = Field(min_length=1)
+    shape: list[Dim] = Field(min_length=1)
     dtype: Literal["float32", "float16", "float64", "int64", "int32", "uint8", "bool"] = "float32"
     range: tuple[float, float] = (0.0, 1.0)  # value range of random samples when no data is given
 
-    @field_validator("shape")
+    @field_validator("range")
     @classmethod
-    def _dims(cls, shape):
-        for d in shape:
-            if isinstance(d, int) and d <= 0:
-                raise ValueError(f"dimension {d} must be a positive integer or a symbolic name")
-            if isinstance(d, str) and not d.isidentifier():
-                raise ValueError(f"symbolic dimension {d!r} must be an identifier such as 'batch'")
-        return shape
+    def _range(cls, value, info: ValidationInfo):
+        lo, hi = value
+        dtype = info.data.get("dtype", "float32")
+        if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(hi - lo)):
+            raise ValueError(f"range {list(value)} must be two finite numbers [low, high]")
+        if lo > hi:
+            raise ValueError(f"range [{lo}, {hi}] is inverted: set [low, high] with low <= high")
+        if dtype in _INT_RANGE:
+            bottom, top = _INT_RANGE[dtype]
+            if not (lo.is_integer() and hi.is_integer()):
+                raise ValueError(f"range [{lo}, {hi}] of a {dtype} input must be whole numbers")
+            if lo < bottom or hi > top:
+                raise ValueError(f"range [{lo:.0f}, {hi:.0f}] does not fit {dtype} ({bottom}..{top})")
+        if dtype in _FLOAT_MAX and max(abs(lo), abs(hi)) > _FLOAT_MAX[dtype]:
+            raise ValueError(f"range [{lo}, {hi}] does not fit {dtype} (at most {_FLOAT_MAX[dtype]:g} in size)")
+        return value
 
     @property
     def dynamic_dims(self) -> list[str]:
@@ -48,9 +82,9 @@ class InputSpec(Strict):
 class DimRange(Strict):
     """Range of a symbolic dim: used for sample shapes and TensorRT optimisation profiles."""
 
-    min: int = Field(1, ge=1)
-    opt: int | None = None
-    max: int = Field(8, ge=1)
+    min: int = Field(1, ge=1, le=limits.MAX_DIM)
+    opt: int | None = Field(None, ge=1, le=limits.MAX_DIM)
+    max: int = Field(8, ge=1, le=limits.MAX_DIM)
 
     @model_validator(mode="after")
     def _order(self):
@@ -315,24 +349,147 @@ def parse_recipe(data: Any, base: Path, origin: str = "recipe") -> Recipe:
             f"{origin}: {format_validation_error(err)}",
             hint="see docs/recipe.md, or write a commented template with `convertctl recipe init`",
         ) from None
+    problems = budget_problems(recipe)
+    if problems:
+        raise RecipeError(f"{origin}: {'; '.join(problems)}", hint=limits.budget_hint())
     return recipe.resolve_paths(base)
 
 
-def load_recipe(path: Path) -> tuple[Recipe, str]:
-    """Load and validate a recipe file. Returns the recipe and the sha256 of the file's bytes."""
+def feed_shape(shape, dims, first: int) -> list[int]:
+    """An input's shape as the samples have it: `first` along dim 0, a symbolic dim at its opt (or min)."""
+    def value(d):
+        r = dims.get(d)
+        return 1 if r is None else (r.opt or r.min)
+
+    return [first if i == 0 else (d if isinstance(d, int) else value(d)) for i, d in enumerate(shape)]
+
+
+def budget_problems(recipe: Recipe) -> list[str]:
+    """What the recipe's inputs would allocate beyond the tensor budget (limits.tensor_budget), before anything
+    is allocated: the verification samples and the latency batch, one `key.path: ...` line each."""
+    if not recipe.inputs:
+        return []  # an ONNX/Paddle/TF source without `inputs`: checked when the samples are built
+    # at most this many: a fixed first dim rounds samples.count down to a multiple of it (data/samples.py)
+    count = max([recipe.samples.count] + [s.shape[0] for s in recipe.inputs if isinstance(s.shape[0], int)])
+    problem = tensor_problem(recipe.inputs, recipe.dims, count, "samples.count")
+    if problem is None and recipe.verify.latency.enabled:  # one line: the latency batch is the same inputs again
+        problem = tensor_problem(recipe.inputs, recipe.dims, recipe.verify.latency.batch, "verify.latency.batch")
+    return [problem] if problem else []
+
+
+def tensor_problem(inputs, dims, first: int, count_key: str) -> str | None:
+    """Why `first` samples of every input (stacked along dim 0) exceed the tensor budget, else None.
+    The line names the largest input and the keys that make it smaller."""
+    budget = limits.tensor_budget()
+    shapes = [feed_shape(spec.shape, dims, first) for spec in inputs]
+    sizes = [limits.nbytes(shape, limits.ITEMSIZE[spec.dtype]) for spec, shape in zip(inputs, shapes, strict=True)]
+    if sum(sizes) <= budget:
+        return None
+    i = max(range(len(inputs)), key=sizes.__getitem__)
+    spec = inputs[i]
+    what = (f"{first} sample{'s' if first > 1 else ''} of input {spec.name!r} ({shapes[i]} {spec.dtype}) take "
+            f"{limits.fmt_bytes(sizes[i])}")
+    if sizes[i] < sum(sizes):
+        what += f" ({limits.fmt_bytes(sum(sizes))} with the other inputs)"
+    keys = [count_key] + [f"dims.{d}.opt" for d in dict.fromkeys(spec.shape[1:]) if isinstance(d, str)]
+    return (f"inputs[{i}].shape: {what}, more than the tensor budget of {limits.fmt_bytes(budget)}: "
+            f"lower {', '.join(keys)} or the fixed dims of inputs[{i}].shape")
+
+
+class YamlLimitError(ValueError):
+    """A YAML document beyond limits.MAX_YAML_NODES / MAX_YAML_DEPTH; `mark` is where it was noticed."""
+
+    def __init__(self, message: str, mark=None, hint: str | None = None):
+        super().__init__(message)
+        self.mark = mark
+        self.hint = hint
+
+
+@functools.cache
+def _bounded_loader():
+    """A yaml.SafeLoader that refuses, while composing, a document that is too large once its aliases are
+    expanded (a "billion laughs" file of a few hundred bytes) or nested too deep (PyYAML composes recursively).
+
+    The expanded size is counted as the document is composed: every node counts 1, every alias counts the
+    expanded size of the node it names. So a bomb is refused after a few hundred nodes, in milliseconds."""
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self._depth = 0
+            self._total = 0  # expanded nodes so far
+            self._sizes: dict[int, int] = {}  # id(node) -> its expanded size, once composed
+
+        def _charge(self, n: int, mark) -> None:
+            self._total += n
+            if self._total > limits.MAX_YAML_NODES:
+                raise YamlLimitError(f"more than {limits.MAX_YAML_NODES:,} YAML nodes once its aliases (*name) are "
+                                     f"expanded", mark, hint="a recipe is small: write the values out instead of "
+                                                             "nesting aliases of aliases")
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                node = self.anchors.get(event.anchor)
+                if node is not None and id(node) not in self._sizes:
+                    raise YamlLimitError(f"alias *{event.anchor} refers to a collection that contains it",
+                                         event.start_mark)
+                node = super().compose_node(parent, index)
+                self._charge(self._sizes[id(node)], event.start_mark)
+                return node
+            mark = self.peek_event().start_mark
+            self._depth += 1
+            if self._depth > limits.MAX_YAML_DEPTH:
+                raise YamlLimitError(f"collections nested more than {limits.MAX_YAML_DEPTH} deep", mark,
+                                     hint="flatten the nesting (factory_args are keyword arguments)")
+            self._charge(1, mark)
+            node = super().compose_node(parent, index)
+            self._depth -= 1
+            self._sizes[id(node)] = 1 + sum(self._sizes[id(c)] for c in _children(node))
+            return node
+
+    return BoundedLoader
+
+
+def _children(node) -> list:
+    if isinstance(node.value, list):
+        return [c for item in node.value for c in (item if isinstance(item, tuple) else (item,))]
+    return []
+
+
+def load_yaml(path: Path) -> tuple[Any, bytes]:
+    """A user's YAML file -> (data, its bytes), bounded: at most limits.MAX_RECIPE_BYTES, MAX_YAML_NODES nodes
+    once aliases are expanded, MAX_YAML_DEPTH deep. Every YAML a user hands over is read through here."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}", hint="check the path, or create one with `convertctl recipe init`")
-    raw = path.read_bytes()
+        raise RecipeError(f"recipe file not found: {path}",
+                          hint="check the path, or create one with `convertctl recipe init`")
+    with open(path, "rb") as fh:
+        raw = fh.read(limits.MAX_RECIPE_BYTES + 1)  # not the size stat() reports: a file may grow meanwhile
+    if len(raw) > limits.MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: larger than {limits.fmt_bytes(limits.MAX_RECIPE_BYTES)}, the most a recipe may be",
+                          hint="a recipe names its data files; it does not hold the data")
     try:
-        data = yaml.safe_load(raw)
+        return yaml.load(raw, Loader=_bounded_loader()), raw  # a SafeLoader subclass: plain data only
+    except YamlLimitError as err:
+        where = f" (line {err.mark.line + 1})" if err.mark else ""
+        raise RecipeError(f"{path}: refused: {err}{where}", hint=err.hint) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise RecipeError(f"{path}: not valid YAML{where}: {problem}") from None
+    except (ValueError, RecursionError) as err:  # e.g. an integer of more than 4300 digits
+        raise RecipeError(f"{path}: not a usable YAML value: {str(err).splitlines()[0][:200]}") from None
+
+
+def load_recipe(path: Path) -> tuple[Recipe, str]:
+    """Load and validate a recipe file. Returns the recipe and the sha256 of the file's bytes."""
+    path = Path(path)
+    data, raw = load_yaml(path)
     recipe = parse_recipe(data, path.resolve().parent, origin=str(path))
     return recipe, hashlib.sha256(raw).hexdigest()
 

@@ -72,7 +72,7 @@ def test_per_target_options_are_typed():
         (base(inputs=[]), "a pytorch source needs 'inputs'"),
         ({"name": "m", "source": {"framework": "onnx"}}, "an onnx source needs 'path'"),
         (base(source={"framework": "pytorch", "factory": "nocolon"}), "source.factory: factory must look like"),
-        (base(inputs=[{"name": "x", "shape": [0, 3]}]), "inputs[0].shape: dimension 0 must be a positive integer"),
+        (base(inputs=[{"name": "x", "shape": [0, 3]}]), "inputs[0].shape[0]: dimension 0 must be a positive integer"),
         (base(dims={"batch": {"min": 4, "max": 2}}), "dims.batch: need min <= opt <= max"),
         (base(samples={"preprocess": {"resize": 100, "crop": 224}}), "samples.preprocess: crop (224) cannot be larger"),
         (base(stages=["build"]), "stage 'build' needs at least one entry in 'targets'"),

@@ -78,11 +78,28 @@ def parse_input(text: str) -> dict:
     parts = text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise UsageError(f"--input {text!r}: expected NAME:DIM,DIM,...[:DTYPE], e.g. input:batch,3,224,224")
-    dims = [int(d) if d.strip().isdigit() else d.strip() for d in parts[1].split(",")]
+    dims = [_parse_dim(text, i, d.strip()) for i, d in enumerate(parts[1].split(","))]
     spec = {"name": parts[0], "shape": dims}
     if len(parts) == 3:
         spec["dtype"] = parts[2]
     return spec
+
+
+def _parse_dim(text: str, index: int, dim: str) -> int | str:
+    """One DIM of `--input`: a positive int (at most limits.MAX_DIM) or a symbolic name such as `batch`."""
+    from convertctl.data.limits import MAX_DIM
+
+    try:
+        value = int(dim)  # `-1` and `0` too, so they are refused as numbers rather than as odd names
+    except ValueError:
+        if dim.isidentifier():
+            return dim
+        raise UsageError(f"--input {text!r}: dim {index} is {dim!r}, neither a positive integer nor a symbolic "
+                         f"name such as 'batch'") from None
+    if not 1 <= value <= MAX_DIM:
+        raise UsageError(f"--input {text!r}: dim {index} is {value}; a dim must be 1..{MAX_DIM}",
+                         hint="a dynamic dim takes a name (e.g. batch) and its range from `dims` in a recipe")
+    return value
 
 
 def looks_like_model(source: str) -> bool:

@@ -6,9 +6,37 @@ from pathlib import Path
 
 import numpy as np
 
+from convertctl.data.limits import MAX_IMAGE_PIXELS
 from convertctl.errors import UsageError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def _read(path: Path, mode: str):
+    """Decode an image fully, refusing decompression bombs: Pillow's DecompressionBombWarning (more than
+    MAX_IMAGE_PIXELS) is an error here, not a warning, and so is its DecompressionBombError (twice that)."""
+    import struct
+    import warnings
+    import zlib
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_IMAGE_PIXELS:  # whatever Image.MAX_IMAGE_PIXELS is set to
+                    raise Image.DecompressionBombError(f"{w}x{h} pixels")
+                if not w or not h:
+                    raise ValueError(f"empty image ({w}x{h})")
+                return img.convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UsageError(f"image {path} is too large to decode ({exc}); at most {MAX_IMAGE_PIXELS:,} pixels",
+                         hint="leave this image out, or downscale it first") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error) as exc:
+        # Pillow reports broken files in all of these (UnidentifiedImageError is an OSError)
+        raise UsageError(f"cannot read image {path}: {exc}") from None
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -23,17 +51,19 @@ def list_images(folder: Path) -> list[Path]:
 def preprocess(path: Path, pre, channels: int = 3) -> np.ndarray:
     """One image -> float32 array of shape [C, crop, crop] (NCHW) or [crop, crop, C] (NHWC).
 
-    channels=1 reads the image as grayscale (luma) for 1-channel models."""
-    from PIL import Image, UnidentifiedImageError
+    channels=1 reads the image as grayscale (luma) for 1-channel models. An unreadable, truncated or
+    oversized image (more than limits.MAX_IMAGE_PIXELS, before or after resizing) is a UsageError naming it."""
+    from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UsageError(f"cannot read image {path}: {exc}") from None
+    img = _read(path, "L" if channels == 1 else "RGB")
     w, h = img.size
     s = pre.resize / min(w, h)
-    img = img.resize((max(pre.crop, round(w * s)), max(pre.crop, round(h * s))), Image.BILINEAR)
+    size = (max(pre.crop, round(w * s)), max(pre.crop, round(h * s)))
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:  # a thin strip resized to a large short side
+        raise UsageError(f"image {path} ({w}x{h}) resized to a short side of {pre.resize} would be "
+                         f"{size[0]}x{size[1]} pixels, more than {MAX_IMAGE_PIXELS:,}",
+                         hint="lower preprocess.resize, or leave this image out")
+    img = img.resize(size, Image.BILINEAR)
     w, h = img.size
     left, top = (w - pre.crop) // 2, (h - pre.crop) // 2
     img = img.crop((left, top, left + pre.crop, top + pre.crop))

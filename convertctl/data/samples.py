@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.data.images import list_images, preprocess
+from convertctl.data.limits import budget_hint
 from convertctl.errors import UsageError
+from convertctl.recipe import feed_shape, tensor_problem
 
 
 @dataclass
@@ -24,7 +26,7 @@ class SampleSet:
 
 
 def load_feeds(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
@@ -58,13 +60,13 @@ def build_samples(inputs, dims, samples) -> SampleSet:
     if samples.input and samples.input not in names:
         raise UsageError(f"samples.input {samples.input!r} is not an input of the model; its inputs are {names}")
     count, notes = _batch(inputs, samples)
+    _check_budget(inputs, dims, count)
     rng = np.random.default_rng(samples.seed)
     image_input = (samples.input or inputs[0].name) if samples.images else None
     feeds: dict[str, np.ndarray] = {}
     parts = []
     for spec in inputs:
-        shape = [count if i == 0 else (d if isinstance(d, int) else (dims[d].opt or dims[d].min)) for i, d in
-                 enumerate(spec.shape)]
+        shape = feed_shape(spec.shape, dims, count)
         if spec.name == image_input:
             feeds[spec.name] = _image_batch(samples, shape, count, spec, rng)
             parts.append(f"{spec.name}: {count} real images from {samples.images}")
@@ -72,6 +74,14 @@ def build_samples(inputs, dims, samples) -> SampleSet:
             feeds[spec.name] = random_tensor(rng, shape, spec)
             parts.append(f"{spec.name}: seeded random {spec.dtype} in {list(spec.range)} (seed {samples.seed})")
     return SampleSet(feeds=feeds, description="; ".join(parts), sha256=_hash(feeds), notes=notes)
+
+
+def _check_budget(inputs, dims, count: int) -> None:
+    """Refuse before allocating: the recipe schema checks declared inputs, this also covers the inputs read from
+    an ONNX, Paddle or TensorFlow model (whose dims may be absurd)."""
+    problem = tensor_problem(inputs, dims, count, "samples.count")
+    if problem:
+        raise UsageError(problem, hint=budget_hint())
 
 
 def _image_batch(samples, shape, count, spec, rng) -> np.ndarray:

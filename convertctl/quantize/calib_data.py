@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from convertctl.data import limits
 from convertctl.data.images import IMAGE_SUFFIXES, preprocess
 from convertctl.data.samples import random_tensor
 from convertctl.errors import UsageError
@@ -103,11 +104,13 @@ class CalibrationData:
             for f in files:
                 _read_header(f, self.input.name)
                 _check_tensor(f, self.input, dims)
+            _check_sample_count(files, self.data)
         self._npz_labels = False  # labels from the .npz `labels` arrays (read for the files used)
         self.labels, label_source = self._resolve_labels(files)
         self._calibration, self._evaluation = self._split(files)
         self.num_calibration = sum(len(p.indices) for p in self._calibration)
         self.num_evaluation = sum(len(p.indices) for p in self._evaluation)
+        self._check_budget()
         self._check_and_hash()
         total = sum(f.count for f in files)
         what = f"{total} images" if self.kind == "image" else \
@@ -155,18 +158,18 @@ class CalibrationData:
     def _split(self, files: list[_File]) -> tuple[list[_Part], list[_Part]]:
         spec = self.spec
         rng = np.random.default_rng(spec.seed)
-        if self.single_file:
-            units = [(files[0], [i]) for i in range(files[0].count)]
-        else:
-            units = [(f, list(range(f.count))) for f in files]
-        n = len(units)
-        order = [int(k) for k in rng.permutation(n)]
+        n = files[0].count if self.single_file else len(files)
+        order = rng.permutation(n)
         n_eval = 0
         if spec.holdout > 0 and n >= 2:
             n_eval = min(max(1, int(np.floor(spec.holdout * n + 0.5))), n - 1)
         elif spec.holdout > 0:
             self.notes.append(f"holdout {spec.holdout}: {self.data} holds a single "
                               f"{'sample' if self.single_file else 'file'}, nothing is held out for evaluation")
+        if self.single_file:
+            return self._split_samples(files[0], order, n_eval)
+        units = [(f, list(range(f.count))) for f in files]
+        order = [int(k) for k in order]
         evaluation = [units[k] for k in order[:n_eval]]
         calibration, need = [], spec.num_samples
         for k in order[n_eval:]:
@@ -178,16 +181,50 @@ class CalibrationData:
         available = sum(len(units[k][1]) for k in order[n_eval:])
         if available < spec.num_samples:
             total = sum(f.count for f in files)
-            where = f"the file {self.data}" if self.single_file else f"the folder {self.data}"
-            in_files = "" if total == len(files) or self.single_file else f" in {len(files)} files"
-            self.notes.append(f"asked for {spec.num_samples} calibration samples, {where} holds {total}{in_files}: "
+            in_files = "" if total == len(files) else f" in {len(files)} files"
+            self.notes.append(f"asked for {spec.num_samples} calibration samples, the folder {self.data} holds "
+                              f"{total}{in_files}: "
                               f"using {available} for calibration, {total - available} held out for evaluation")
-        if self.single_file:  # one part per split, indices ascending (sequential reads)
-            f = files[0]
-            cal = [_Part(f, sorted(i for _, idx in calibration for i in idx))] if calibration else []
-            ev = [_Part(f, sorted(i for _, idx in evaluation for i in idx))] if evaluation else []
-            return cal, ev
         return [_Part(f, idx) for f, idx in calibration], [_Part(f, idx) for f, idx in evaluation]
+
+    def _split_samples(self, f: _File, order: np.ndarray, n_eval: int) -> tuple[list[_Part], list[_Part]]:
+        """One file given alone, split by sample index: the same split as one unit per sample, without a list
+        of them. One part per split, indices ascending (sequential reads)."""
+        need = self.spec.num_samples
+        available = f.count - n_eval
+        if available < need:
+            self.notes.append(f"asked for {need} calibration samples, the file {self.data} holds {f.count}: "
+                              f"using {available} for calibration, {f.count - available} held out for evaluation")
+        cal = sorted(int(i) for i in order[n_eval:n_eval + need])
+        ev = sorted(int(i) for i in order[:n_eval])
+        return ([_Part(f, cal)] if cal else []), ([_Part(f, ev)] if ev else [])
+
+    # ------------------------------------------------------------------ budget
+
+    def _sample_bytes(self, f: _File) -> int:
+        """Bytes one sample of `f` takes in memory, every input together (others: seeded random data)."""
+        if self.kind == "image":
+            shape = (self.channels, self.pre.crop, self.pre.crop)
+        else:
+            shape = f.shape[1:] if f.batched else f.shape
+        n = limits.nbytes(shape, limits.ITEMSIZE[self.input.dtype])
+        for o in self.others:
+            n += limits.nbytes([d if isinstance(d, int) else _dim_value(d, self.dims) for d in o.shape[1:]],
+                               limits.ITEMSIZE[o.dtype])
+        return n
+
+    def _check_budget(self) -> None:
+        """Before any sample is read: the held-out split is stacked in memory (it verifies every artifact), the
+        calibration split may be (OpenVINO's NNCF takes a list), and so is every single sample."""
+        budget = limits.tensor_budget()
+        for key, parts in (("calibration.num_samples", self._calibration), ("calibration.holdout", self._evaluation)):
+            total = sum(len(p.indices) * self._sample_bytes(p.file) for p in parts)
+            count = sum(len(p.indices) for p in parts)
+            if total > budget:
+                value = getattr(self.spec, key.split(".")[1])
+                raise UsageError(f"{key} {value}: the {count} samples it selects from {self.data} take "
+                                 f"{limits.fmt_bytes(total)} in memory, more than the tensor budget of "
+                                 f"{limits.fmt_bytes(budget)}: lower {key}", hint=limits.budget_hint())
 
     # ------------------------------------------------------------------ checks and hash
 
@@ -240,16 +277,7 @@ class CalibrationData:
     # ------------------------------------------------------------------ reading
 
     def _image(self, f: _File) -> np.ndarray:
-        from PIL import Image
-
-        try:
-            x = preprocess(f.path, self.pre, channels=self.channels)
-        except UsageError:
-            raise
-        except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
-                Image.DecompressionBombError) as exc:
-            raise UsageError(f"cannot read image {f.path}: {exc}") from None
-        return x
+        return preprocess(f.path, self.pre, channels=self.channels)  # a bad image: UsageError naming it
 
     def _samples(self, parts: list[_Part], split: int) -> Iterator[Sample]:
         position = 0
@@ -351,11 +379,14 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 
 def _read_header(f: _File, input_name: str) -> None:
-    """Shape and dtype of the stored array, without reading its data."""
+    """Shape and dtype of the stored array, without reading its data. The header is checked against the bytes
+    the file really holds, so a forged header (1e11 samples in a 2 KB file) is refused before anything is
+    allocated; so are pickled object arrays and .npz members that would decompress beyond the budget."""
     try:
         if f.path.suffix.lower() == ".npy":
             with open(f.path, "rb") as fh:
                 f.shape, f.fortran, f.dtype = _read_npy_header(fh)
+                _check_declared(f.path, f.shape, f.dtype, f.path.stat().st_size - fh.tell())
             return
         with zipfile.ZipFile(f.path) as zf:
             members = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
@@ -365,12 +396,55 @@ def _read_header(f: _File, input_name: str) -> None:
                 raise UsageError(f"tensor file {f.path} holds no data array (only {members or 'nothing'})")
             f.member = input_name if input_name in arrays else arrays[0]
             f.labels_member = labels
-            with zf.open(f.member + ".npy") as fh:
-                f.shape, f.fortran, f.dtype = _read_npy_header(fh)
+            f.shape, f.fortran, f.dtype = _read_member_header(f.path, zf, f.member)
+            if labels:
+                _read_member_header(f.path, zf, labels)
     except UsageError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, struct.error) as exc:
         raise UsageError(f"cannot read tensor file {f.path}: {exc}") from None
+
+
+def _read_member_header(path: Path, zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The header of one .npz member, checked against the member's size in the zip (what a read can return)."""
+    info = zf.getinfo(member + ".npy")
+    where = f"{path} (array {member!r})"
+    budget = limits.tensor_budget()
+    if info.compress_type == zipfile.ZIP_STORED and info.file_size > path.stat().st_size:
+        raise UsageError(f"cannot read tensor file {where}: its zip directory claims "
+                         f"{limits.fmt_bytes(info.file_size)}, more than the whole file: a damaged or forged .npz")
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > budget:
+        raise UsageError(f"cannot read tensor file {where}: it decompresses to {limits.fmt_bytes(info.file_size)} "
+                         f"(from {limits.fmt_bytes(info.compress_size)}), more than the tensor budget of "
+                         f"{limits.fmt_bytes(budget)}",
+                         hint="save it uncompressed (numpy.savez: memory-mapped, never decompressed) or in smaller "
+                              "files; or " + limits.budget_hint())
+    with zf.open(info) as fh:
+        shape, fortran, dtype = _read_npy_header(fh)
+        _check_declared(where, shape, dtype, info.file_size - fh.tell())
+    return shape, fortran, dtype
+
+
+def _check_declared(where, shape, dtype: np.dtype, available: int) -> None:
+    if dtype.hasobject:
+        raise UsageError(f"cannot read tensor file {where}: it holds Python objects ({dtype}), which only a pickle "
+                         f"can load; convertctl reads numeric arrays and never unpickles")
+    if any(d < 0 for d in shape):  # numpy's header reader lets a negative dim through
+        raise UsageError(f"cannot read tensor file {where}: its header declares shape {_fmt(shape)}, with a negative "
+                         f"dim: a forged or damaged header")
+    need = limits.nbytes(shape, dtype.itemsize)
+    if need > available:
+        raise UsageError(f"cannot read tensor file {where}: its header declares shape {_fmt(shape)} {dtype} "
+                         f"({limits.fmt_bytes(need)}), but the file holds only {limits.fmt_bytes(max(available, 0))} "
+                         f"of data: truncated, or a forged header")
+
+
+def _check_sample_count(files: list[_File], data: Path) -> None:
+    total = sum(f.count for f in files)
+    if total > limits.MAX_DATA_SAMPLES:
+        raise UsageError(f"calibration data {data} holds {total:,} samples, more than the {limits.MAX_DATA_SAMPLES:,} "
+                         f"convertctl indexes", hint="point calibration.data at a subset: calibration uses "
+                                                     "calibration.num_samples of them (default 100)")
 
 
 def _fmt(shape) -> str:
@@ -429,9 +503,16 @@ def _check_values(f: _File, indices: list[int], spec) -> None:
 
 def _read_labels(f: _File) -> list[int]:
     try:
-        with np.load(f.path, allow_pickle=False) as z:
-            labels = z[f.labels_member]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        with zipfile.ZipFile(f.path) as zf:
+            shape, _, dtype = _read_member_header(f.path, zf, f.labels_member)
+            if limits.nbytes(shape, 1) != f.count:  # before it is read: one label per sample, no more
+                raise UsageError(f"the `labels` array of {f.path} must hold {f.count} integer(s), one per sample; "
+                                 f"it has shape {_fmt(shape)} and dtype {dtype}")
+            with zf.open(f.labels_member + ".npy") as fh:
+                labels = np.lib.format.read_array(fh, allow_pickle=False)
+    except UsageError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, struct.error) as exc:
         raise UsageError(f"cannot read the labels array of {f.path}: {exc}") from None
     if labels.dtype.kind not in "iu" or labels.reshape(-1).shape[0] != f.count or labels.ndim > 1:
         raise UsageError(f"the `labels` array of {f.path} must hold {f.count} integer(s), one per sample; "
@@ -460,7 +541,8 @@ class _Reader:
                 info = self.zip.getinfo(f.member + ".npy")
                 if info.compress_type == zipfile.ZIP_STORED:
                     self.array = self._memmap(info)
-                elif f.fortran:  # rare: no sample-contiguous layout to stream, load the array
+                elif f.fortran:  # rare: no sample-contiguous layout to stream, load the array (within budget:
+                    # _read_member_header bounds the member's size)
                     with self.zip.open(info) as fh:
                         self.array = np.lib.format.read_array(fh, allow_pickle=False)
                 else:
