@@ -6,6 +6,7 @@ atomic writes, locks and hash checks are in stage_cache.py.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -22,6 +23,11 @@ class StageCaching:
         root = stage_cache_dir()
         self.cache = StageCache(root) if root is not None else None
         self.versions = package_versions()
+        problem = self.cache.usable() if self.cache is not None else None
+        if problem:  # a cache only saves time: a folder that cannot hold it is a note, never a failed run
+            self.messages.append(f"stage cache folder {root} cannot be used ({problem}): this run is computed "
+                                 "and not cached")
+            self.cache = None
 
     def _sha(self, path) -> str:
         from convertctl.model import companion_files
@@ -88,7 +94,8 @@ class StageCaching:
         """Run `compute` (a stage), or restore its result from the stage cache when its inputs are unchanged.
 
         `folders`: what the stage writes below the output folder; `paths`, `path_maps`, `arrays`, `values`:
-        the attributes later stages read (files in the output folder, dicts of them, numpy arrays, JSON)."""
+        the attributes later stages read (files in the output folder, dicts of them, numpy arrays, JSON).
+        A cache that cannot be used, or an entry that fails its checks, is a note: the stage is computed."""
         if self.cache is None:
             return compute()
         from convertctl.stage_cache import make_key
@@ -98,19 +105,33 @@ class StageCaching:
         except Exception as exc:  # a key that cannot be made (an unreadable file): compute, and say why
             self.messages.append(f"stage cache: {stage} not cached ({type(exc).__name__}: {exc})"[:300])
             return compute()
-        with self.cache.locked(stage.split("/")[0], key):
-            entry, problem = self.cache.get(stage.split("/")[0], key)
+        attrs = {"paths": paths, "arrays": arrays, "values": values, "path_maps": path_maps}
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.cache.locked(stage, key))
+                entry, problem = self.cache.get(stage, key)
+            except OSError as exc:  # the folder went bad during the run (a link, a file, disk full): go on uncached
+                self._cache_unusable(exc)
+                return compute()
             if problem:
                 self.messages.append(problem)
-            if entry is not None:
-                return self._restore(entry, key)
+            if entry is not None and self._restore(stage, entry, key, attrs):
+                return None
             marks = len(self.stages), len(self.artifacts), len(self.messages)
             t0 = time.perf_counter()
             compute()
-            self._store(stage, key, folders, marks, round(time.perf_counter() - t0, 3), paths, arrays, values,
-                        path_maps)
+            try:
+                self._store(stage, key, folders, marks, round(time.perf_counter() - t0, 3), attrs)
+            except (OSError, ValueError) as exc:  # the result is in the output folder either way
+                self.messages.append(f"stage cache: {stage} computed but not stored ({type(exc).__name__}: "
+                                     f"{getattr(exc, 'strerror', None) or exc})"[:300])
 
-    def _store(self, stage, key, folders, marks, seconds, paths, arrays, values, path_maps):
+    def _cache_unusable(self, exc: OSError) -> None:
+        self.messages.append(f"stage cache folder {self.cache.root} cannot be used ({type(exc).__name__}: "
+                             f"{exc.strerror or exc}): the rest of this run is computed and not cached"[:400])
+        self.cache = None
+
+    def _store(self, stage, key, folders, marks, seconds, attrs):
         import tempfile
 
         from convertctl.report.manifest import CacheRecord
@@ -122,47 +143,77 @@ class StageCaching:
         record = CacheRecord(hit=False, key=key[:16])
         for r in [*stages, *artifacts]:
             r.cache = record
-        files = {str(f.relative_to(self.dir)): f for folder in folders if (self.dir / folder).is_dir()
+        files = {f.relative_to(self.dir).as_posix(): f for folder in folders if (self.dir / folder).is_dir()
                  for f in sorted((self.dir / folder).rglob("*")) if f.is_file()}
         state = {"stages": [r.model_dump(mode="json") for r in stages],
                  "artifacts": [r.model_dump(mode="json") for r in artifacts],
                  "messages": self.messages[marks[2]:], "seconds": seconds,
-                 "paths": {a: str(Path(getattr(self, a)).relative_to(self.dir)) for a in paths},
-                 "path_maps": {a: {k: str(Path(v).relative_to(self.dir)) for k, v in getattr(self, a).items()}
-                               for a in path_maps},
-                 "values": {a: getattr(self, a) for a in values}}
+                 "paths": {a: Path(getattr(self, a)).relative_to(self.dir).as_posix() for a in attrs["paths"]},
+                 "path_maps": {a: {k: Path(v).relative_to(self.dir).as_posix() for k, v in getattr(self, a).items()}
+                               for a in attrs["path_maps"]},
+                 "values": {a: getattr(self, a) for a in attrs["values"]}}
         with tempfile.TemporaryDirectory() as tmp:
-            for a in arrays:  # kept in the entry, not restored into the output folder
+            for a in attrs["arrays"]:  # kept in the entry, not restored into the output folder
                 np.savez(Path(tmp) / f"{a}.npz", *getattr(self, a))
                 files[f"_state/{a}.npz"] = Path(tmp) / f"{a}.npz"
-            self.cache.put(stage.split("/")[0], key, files, state)
+            _, cleaned = self.cache.put(stage, key, files, state)
+        if cleaned:
+            self.messages.append(f"stage cache: removed {cleaned} unfinished entr{'y' if cleaned == 1 else 'ies'} "
+                                 "left by an interrupted run")
 
-    def _restore(self, entry, key):
-        from convertctl.frontends.result import load_reference
-        from convertctl.report.manifest import ArtifactRecord, CacheRecord, StageRecord
+    def _restore(self, stage, entry, key, attrs) -> bool:
+        """Apply a verified entry: files into the output folder, state into the run. False (and a message, the
+        entry removed) when the entry does not hold what this stage needs; nothing of it is applied then."""
+        from convertctl.stage_cache import BadEntry, failed_check
 
         t0 = time.perf_counter()
-        state = entry.state
-        self.cache.restore(entry, self.dir)
-        for a, rel in state["paths"].items():
-            setattr(self, a, self.dir / rel)
-        for a, mapping in state["path_maps"].items():
-            setattr(self, a, {k: self.dir / v for k, v in mapping.items()})
-        for a, value in state["values"].items():
-            setattr(self, a, value)
-        for rel in entry.files:
-            if rel.startswith("_state/"):
-                setattr(self, Path(rel).stem, load_reference(entry.folder / "files" / rel))
+        try:
+            plan = self._restore_plan(entry, attrs)
+            self.cache.restore(entry, self.dir)
+        except (BadEntry, KeyError, TypeError, ValueError, OSError) as exc:
+            why = str(exc) if isinstance(exc, BadEntry) else f"its state is unusable ({type(exc).__name__}: {exc})"
+            self.messages.append(failed_check(stage, key, why)[:500])
+            self.cache.discard(stage, key)
+            return False
+        for name, value in plan["attrs"].items():
+            setattr(self, name, value)
         seconds = round(time.perf_counter() - t0, 3)
-        record = CacheRecord(hit=True, key=key[:16], computed_seconds=state["seconds"])
-        note = f"reused from the stage cache (key {key[:16]}; computing it took {state['seconds']} s)"
-        self.messages.extend(state["messages"])
-        for data in state["stages"]:
-            stage = StageRecord.model_validate({**data, "seconds": seconds, "cache": record})
-            stage.findings = [note, *stage.findings]
-            self._stage(stage)
-        for data in state["artifacts"]:
-            artifact = ArtifactRecord.model_validate({**data, "seconds": seconds, "cache": record})
+        note = f"reused from the stage cache (key {key[:16]}; computing it took {plan['seconds']} s)"
+        self.messages.extend(plan["messages"])
+        for stage_record in plan["stages"]:
+            stage_record.seconds = seconds
+            stage_record.findings = [note, *stage_record.findings]
+            self._stage(stage_record)
+        for artifact in plan["artifacts"]:
+            artifact.seconds = seconds
             self.artifacts.append(artifact)
             self.reporter.finish(artifact)
+        return True
 
+    def _restore_plan(self, entry, attrs) -> dict:
+        """Read and check an entry's state before anything is applied: only the attributes this stage declares,
+        paths inside the output folder, records that validate."""
+        import io
+
+        from convertctl.report.manifest import ArtifactRecord, CacheRecord, StageRecord
+        from convertctl.stage_cache import safe_relative
+
+        state = entry.state
+
+        def inside(rel):
+            if not safe_relative(rel):
+                raise ValueError(f"a path outside the output folder: {rel!r}")
+            return self.dir / rel
+
+        out = {name: inside(state["paths"][name]) for name in attrs["paths"]}
+        out.update({name: {str(k): inside(v) for k, v in state["path_maps"][name].items()}
+                    for name in attrs["path_maps"]})
+        out.update({name: state["values"][name] for name in attrs["values"]})
+        for name in attrs["arrays"]:
+            with np.load(io.BytesIO(entry.read(f"_state/{name}.npz"))) as data:
+                out[name] = [data[f"arr_{i}"] for i in range(len(data.files))]
+        seconds = float(state["seconds"])
+        record = CacheRecord(hit=True, key=entry.meta["key"][:16], computed_seconds=seconds)
+        return {"attrs": out, "seconds": seconds, "messages": [str(m) for m in state["messages"]],
+                "stages": [StageRecord.model_validate({**d, "cache": record}) for d in state["stages"]],
+                "artifacts": [ArtifactRecord.model_validate({**d, "cache": record}) for d in state["artifacts"]]}

@@ -33,7 +33,9 @@ def two_runs(tmp_path_factory):
     recipe = small_cnn_recipe(
         calibration={"data": str(IMAGES), "num_samples": 16, "preprocess": {"resize": 36, "crop": 32}},
         targets=[{"runtime": "onnxruntime", "precision": "int8"}, {"runtime": "onnxruntime", "precision": "fp16"},
-                 {"runtime": "openvino", "precision": "fp32"}, {"runtime": "openvino", "precision": "int8"}])
+                 {"runtime": "openvino", "precision": "fp32"},
+                 # about bytes, not accuracy: NNCF's INT8 of this CNN reaches cosine 0.989 on a CPU without VNNI
+                 {"runtime": "openvino", "precision": "int8", "tolerance": {"min_cosine": 0.98}}])
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     outs = []
     for i in (1, 2):

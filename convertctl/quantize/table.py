@@ -9,6 +9,9 @@ reuses it; any change invalidates it, and the reason is recorded.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import tempfile
@@ -49,8 +52,6 @@ def ort_method(method: str):
 
 
 def model_sha256(model_path: Path) -> str:
-    import hashlib
-
     from convertctl.model import companion_files
 
     h = hashlib.sha256()
@@ -81,22 +82,90 @@ def calibrate(model_path: Path, batches: Callable[[], Iterable[dict]], data_sha2
               percentile: float, cache_dir: Path, name: str, chunk: int = 16) -> CalibrationTable:
     """Collect (or reuse) activation ranges of every float tensor of `model_path`.
 
-    `batches()` yields feeds of single samples; they are fed to the calibrator `chunk` at a time.
+    `batches()` yields feeds of single samples; they are fed to the calibrator `chunk` at a time. A cached pair
+    that is stale, corrupt or unreadable is recalibrated and rewritten (the reason in `invalidated`); a cache
+    folder that cannot be written is bypassed (calibrated into a temporary folder, also said in `invalidated`).
     """
-    calib = require("onnxruntime.quantization.calibrate", "onnxruntime")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    table_path, meta_path = cache_dir / f"{name}.calibration.json", cache_dir / f"{name}.calibration.meta.json"
     meta = {"model_sha256": model_sha256(model_path), "data_sha256": data_sha256, "method": method,
             "percentile": percentile if method == "percentile" else None}
-    invalidated = None
-    if meta_path.exists() and table_path.exists():
-        old = json.loads(meta_path.read_text())
-        invalidated = _why_stale(old, meta)
-        if invalidated is None and old.get("table_sha256") != sha256_file(table_path):
-            invalidated = "the table file does not match its recorded hash (corrupt or edited)"
-        if invalidated is None:
+    try:
+        held = _locked(cache_dir, name)
+    except OSError as exc:
+        folder = _private_folder()
+        why = (f"the calibration cache folder {cache_dir} cannot be used ({type(exc).__name__}: "
+               f"{exc.strerror or exc}): calibrated without caching")
+        return _compute(model_path, batches, method, percentile, folder, name, chunk, meta, why)
+    with held:
+        table_path, meta_path = _paths(cache_dir, name)
+        old, invalidated = _cached_pair(table_path, meta_path, meta)
+        if old is not None:
             return CalibrationTable(table_path, old, reused=True)
+        return _compute(model_path, batches, method, percentile, cache_dir, name, chunk, meta, invalidated)
 
+
+def _paths(folder: Path, name: str) -> tuple[Path, Path]:
+    return folder / f"{name}.calibration.json", folder / f"{name}.calibration.meta.json"
+
+
+@contextlib.contextmanager
+def _locked_file(lock: Path):
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked(cache_dir: Path, name: str):
+    """The table's lock (created now, so an unwritable folder shows here): two runs of one recipe never
+    interleave their writes of the same pair."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    lock = cache_dir / f"{name}.calibration.lock"
+    open(lock, "a").close()
+    return _locked_file(lock)
+
+
+def _private_folder() -> Path:
+    import atexit
+    import shutil
+
+    folder = Path(tempfile.mkdtemp(prefix="convertctl-calib-"))
+    atexit.register(shutil.rmtree, folder, True)  # the table is read by the emitters until the run ends
+    return folder
+
+
+def _cached_pair(table_path: Path, meta_path: Path, meta: dict) -> tuple[dict | None, str | None]:
+    """(metadata, None) when the cached table can be reused; else (None, why not), why None when there was
+    nothing cached. Whatever is wrong with the files (truncated, not JSON, edited), the answer is recompute."""
+    if not meta_path.exists():
+        return None, None
+    if not table_path.is_file():
+        return None, "the cached table file is missing"
+    try:
+        old = json.loads(meta_path.read_text())
+        if not isinstance(old, dict) or not all(k in old for k in _RECORDED):
+            raise ValueError("fields are missing")
+    except (OSError, ValueError) as exc:  # truncated by a full disk or a kill before writes were atomic
+        return None, f"the cached metadata file {meta_path.name} is unreadable ({type(exc).__name__}: {exc})"
+    why = _why_stale(old, meta)
+    if why is None and old.get("table_sha256") != sha256_file(table_path):
+        why = "the table file does not match its recorded hash (corrupt or edited)"
+    if why is None:
+        try:
+            json.loads(table_path.read_text())
+        except (OSError, ValueError) as exc:
+            why = f"the cached table file is unreadable ({type(exc).__name__}: {exc})"
+    return (old, None) if why is None else (None, why)
+
+
+_RECORDED = ("model_sha256", "data_sha256", "method", "num_samples", "tensors", "table_sha256")
+
+
+def _compute(model_path: Path, batches, method: str, percentile: float, folder: Path, name: str, chunk: int,
+             meta: dict, invalidated: str | None) -> CalibrationTable:
+    calib = require("onnxruntime.quantization.calibrate", "onnxruntime")
+    table_path, meta_path = _paths(folder, name)
     extra = {"percentile": percentile} if method == "percentile" else {}
     with tempfile.TemporaryDirectory(prefix="convertctl-calib-") as tmp:
         calibrator = calib.create_calibrator(
@@ -115,14 +184,33 @@ def calibrate(model_path: Path, batches: Callable[[], Iterable[dict]], data_sha2
         if count == 0:
             raise UsageError("no calibration samples were read", hint="check calibration.data in the recipe")
         tensors = calibrator.compute_data()
-    # Write the table, then the metadata last (atomically): a killed run never leaves a trusted pair.
-    calib.save_tensors_data(tensors, table_path)
-    # ONNX Runtime writes tensors in set order, which changes from process to process (hash randomisation):
-    # sorted keys make the same calibration the same bytes.
-    table_path.write_text(json.dumps(json.loads(table_path.read_text()), indent=1, sort_keys=True) + "\n")
-    meta.update(num_samples=count, tensors=len(tensors.data), table_sha256=sha256_file(table_path))
-    fd, tmp_meta = tempfile.mkstemp(dir=cache_dir, prefix=".meta-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-    os.replace(tmp_meta, meta_path)
+        raw = Path(tmp) / "table.json"
+        calib.save_tensors_data(tensors, raw)
+        # ONNX Runtime writes tensors in set order, which changes from process to process (hash randomisation):
+        # sorted keys make the same calibration the same bytes.
+        table = json.dumps(json.loads(raw.read_text()), indent=1, sort_keys=True) + "\n"
+    # The table first and the metadata last, each replaced atomically: a run killed in between leaves old
+    # metadata whose table hash the new table does not match, so the pair is never trusted.
+    meta.update(num_samples=count, tensors=len(tensors.data),
+                table_sha256=hashlib.sha256(table.encode()).hexdigest())
+    try:
+        _write_atomic(table_path, table)
+        _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+    except OSError as exc:  # a full or read-only cache folder: the table is still this run's to use
+        table_path, meta_path = _paths(_private_folder(), name)
+        _write_atomic(table_path, table)
+        _write_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True))
+        invalidated = "; ".join(filter(None, [invalidated, f"the calibration cache folder {folder} could not be "
+                                              f"written ({type(exc).__name__}: {exc.strerror or exc}): not cached"]))
     return CalibrationTable(table_path, meta, reused=False, invalidated=invalidated)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -9,6 +9,7 @@ rt_info for this property; measured), so it travels in `runtime.json` beside the
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +84,35 @@ def ov_ignored_scope(model, onnx_path: Path, exclude_nodes, exclude_ops) -> tupl
     return names, types, unmapped
 
 
+# What OpenVINO calls a node it creates itself: `<Type>_<N>`, N from a counter global to the process.
+_AUTO_NAME = re.compile(r"([A-Za-z][A-Za-z0-9]*)_\d+")
+
+
+def onnx_names(onnx_path: Path) -> set[str]:
+    """Every node and tensor name of the ONNX model: names OpenVINO took from it, never renamed."""
+    onnx = require("onnx", "onnx")
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    names = {n.name for n in graph.node} | {t for n in graph.node for t in (*n.input, *n.output)}
+    return names | {v.name for v in (*graph.input, *graph.output, *graph.initializer, *graph.value_info)}
+
+
+def stable_names(model, keep: set[str], tag: str) -> int:
+    """Give the nodes OpenVINO (or NNCF) named by its process-wide counter a name from their position instead.
+
+    The counter's value depends on every model converted earlier in the process (the check stage, the other
+    OpenVINO builds), so the same recipe gave other layer names when earlier stages were restored from the
+    stage cache instead of computed. `<Type>.<tag><position in the ordered ops>` is the same in every process.
+    Returns how many nodes were renamed."""
+    renamed = 0
+    for i, op in enumerate(model.get_ordered_ops()):
+        name = op.get_friendly_name()
+        match = _AUTO_NAME.fullmatch(name)
+        if match and name not in keep:
+            op.set_friendly_name(f"{match.group(1)}.{tag}{i}")
+            renamed += 1
+    return renamed
+
+
 def _nncf_quantize(model, spec: OpenVINOOptions, ctx, onnx_path: Path) -> tuple:
     nncf = require("nncf", "openvino")
     import logging
@@ -113,10 +143,13 @@ def _build(onnx_path: Path, spec: OpenVINOOptions, out_dir: Path, ctx=None) -> B
     ov = require("openvino", "openvino")
     out_dir.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
+    keep = onnx_names(onnx_path)
+    stable_names(model, keep, "c")  # before NNCF, which derives the names of what it inserts from these
     weights = {"fp32": "fp32", "fp16": "fp16-compressed", "int8": f"int8 ({spec.int8_method})"}[spec.precision]
     extra = {}
     if spec.precision == "int8" and spec.int8_method == "nncf":
         model, extra = _nncf_quantize(model, spec, ctx, onnx_path)
+        stable_names(model, keep, "q")  # the constants NNCF added
     ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=spec.precision == "fp16")
     settings = {
         "device": spec.device,
