@@ -265,6 +265,14 @@ def _procs_mentioning(text: str) -> list[int]:
     return found
 
 
+def _assert_no_process_left(tmp_path: Path, within_s: float = 15.0) -> None:
+    """Stopped processes take a moment to be reaped by the kernel: poll, then assert."""
+    deadline = time.monotonic() + within_s
+    while _procs_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _procs_mentioning(str(tmp_path)) == []
+
+
 def _start_run(recipe: Path, cwd: Path, *extra) -> subprocess.Popen:
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     return subprocess.Popen([sys.executable, "-m", "convertctl", "run", str(recipe), "--json", *extra],
@@ -308,8 +316,7 @@ def test_a_signal_stops_the_run_and_its_children_and_leaves_nothing(tmp_path, mo
     assert doc["status"] == "interrupted" and doc["exit_code"] == 128 + sig
     assert f"interrupted by {signal.Signals(sig).name}" in err and "Traceback" not in err
     assert not _staging(tmp_path) and not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
-    time.sleep(0.5)
-    assert _procs_mentioning(str(tmp_path)) == []  # no worker left running
+    _assert_no_process_left(tmp_path)
     # the next run starts from nothing half-written and succeeds
     again = run_cli("run", recipe)
     assert again.code == 0, again.stderr
@@ -325,10 +332,7 @@ def test_a_killed_run_leaves_no_finished_looking_folder_and_the_next_run_cleans_
     proc.kill()  # kill -9: no handler runs
     proc.communicate(timeout=60)
     assert _staging(tmp_path) and not (tmp_path / "out").exists()  # hidden, never under the output's name
-    deadline = time.monotonic() + 10
-    while _procs_mentioning(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _procs_mentioning(str(tmp_path)) == []  # the kernel stopped the worker with its parent
+    _assert_no_process_left(tmp_path)  # the kernel stopped the worker with its parent
     again = run_cli("run", recipe, *cache)
     assert again.code == 0, again.stderr
     assert not _staging(tmp_path) and load_manifest(tmp_path / "out")["status"] == "ok"

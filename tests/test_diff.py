@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from convertctl.errors import EXIT_ACCURACY_GATE, EXIT_OK, EXIT_PERF_REGRESSION, EXIT_USAGE
+from convertctl.report.environment import fingerprint
 from convertctl.report.manifest import SCHEMA_VERSION
 from convertctl.report.markdown import fmt_ms
 
@@ -298,21 +299,29 @@ def test_bad_files_are_usage_errors(base, tmp_path):
 
 
 def test_another_environment_is_a_warning_not_a_failure(base, tmp_path):
+    # Both environments are written here, BASE's too, each with the fingerprint convertctl would record for it:
+    # whatever CPU flags and GPUs the machine running the test has (AMX or not, AVX-512 or not, a GPU or none),
+    # BASE and NEW differ by exactly what this test says.
+    base = copy.deepcopy(base)
+    base["environment"].update(cpu="Made-up CPU 1000", cpu_flags=["avx2", "avx512_vnni", "avx512f"], gpus=[])
     new = copy.deepcopy(base)
-    cpu = base["environment"]["cpu"]
-    new["environment"]["cpu"] = "Made-up CPU 9000"
-    new["environment"]["cpu_flags"] = [*base["environment"].get("cpu_flags", []), "amx_tile"]
-    new["environment"]["gpus"] = [{"name": "Made-up GPU", "driver": "1.0", "compute_capability": "9.0"}]
+    gpu = {"name": "Made-up GPU", "driver": "1.0", "compute_capability": "9.0"}
+    new["environment"].update(cpu="Made-up CPU 9000", cpu_flags=["amx_tile", "avx2", "avx512f"], gpus=[gpu])
+    for m in (base, new):
+        m["environment"]["fingerprint"] = fingerprint(m["environment"])
     res = diff(tmp_path, base, new, "--json")
     assert res.code == EXIT_OK, res.stderr
-    warning = (f"the runs come from different environments (cpu: {cpu} -> Made-up CPU 9000, cpu_flags: +amx_tile, "
-               "gpus: +Made-up GPU): latency deltas compare different machines")
+    warning = ("the runs come from different environments (cpu: Made-up CPU 1000 -> Made-up CPU 9000, "
+               "cpu_flags: +amx_tile -avx512_vnni, gpus: +Made-up GPU): latency deltas compare different machines")
     assert f"WARNING: {warning}" in res.stderr.splitlines()
     report = res.json()
     assert report["warnings"] == [warning] and report["regressions"] == []
-    assert report["environment_differences"]["cpu"] == [cpu, "Made-up CPU 9000"]
-    assert report["environment_differences"]["cpu_flags"][1][-1] == "amx_tile"
-    assert set(report["environment_differences"]) == {"cpu", "cpu_flags", "gpus"}
+    assert report["environment_differences"] == {
+        "cpu": ["Made-up CPU 1000", "Made-up CPU 9000"],
+        "cpu_flags": [["avx2", "avx512_vnni", "avx512f"], ["amx_tile", "avx2", "avx512f"]],
+        "gpus": [[], [gpu]],
+        "fingerprint": [base["environment"]["fingerprint"], new["environment"]["fingerprint"]]}
+    assert base["environment"]["fingerprint"] != new["environment"]["fingerprint"]
 
 
 def test_tool_versions_are_listed_and_are_not_another_machine(base, tmp_path):

@@ -16,6 +16,11 @@ import yaml
 from .conftest import REPO, load_manifest, run_cli
 
 DIGITS = REPO / "calib_data" / "digits"
+# The INT8 artifacts' gate. The issue's bar is top-1 accuracy; the cosine floor only catches a broken quantization
+# (a wrong scale or axis gives far less), not the last digits of one CPU's INT8 kernels: without VNNI/AMX, ONNX
+# Runtime's U8S8 kernel (VPMADDUBSW) saturates 16-bit sums, and measured 0.9899 for this CNN on an AVX2-only EPYC
+# where the emitted Q/DQ arithmetic itself gives 0.9999 (checked CPU-independently by _exact_qdq_arithmetic).
+INT8_GATE = {"min_cosine": 0.95, "max_accuracy_drop": 0.005}
 
 MODEL = textwrap.dedent(
     """
@@ -98,13 +103,33 @@ def digits_run(tmp_path_factory):
             {"runtime": "openvino", "precision": "int8", "name": "openvino_int8_nncf"},
             {"runtime": "openvino", "precision": "int8", "int8_method": "qdq", "name": "openvino_int8_qdq"},
         ],
-        "verify": {"tolerances": {"int8": {"min_cosine": 0.99, "max_accuracy_drop": 0.005},
-                                  "fp16": {"min_cosine": 0.9999, "max_accuracy_drop": 0.0}}},
+        "verify": {"tolerances": {"int8": INT8_GATE, "fp16": {"min_cosine": 0.9999, "max_accuracy_drop": 0.0}}},
         "output": "out",
     }
     (folder / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     res = run_cli("run", folder / "recipe.yaml", "--json")
     return folder, res
+
+
+def _exact_qdq_arithmetic(out, qdq):
+    """(cosine, top-1 agreement) of a Q/DQ model against the FP32 ONNX on the held-out samples, with ONNX Runtime's
+    graph optimizations off: DequantizeLinear -> float op -> QuantizeLinear, no INT8 kernel. That is the
+    quantization convertctl emitted (calibration, scales, exclusions), the same on every CPU but for float32
+    rounding; what a CPU's INT8 kernels then make of it is the runtime's (INT8_GATE)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    feeds = dict(np.load(out / "samples.npz"))
+
+    def run(path, level):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+    ref = run(out / "model.onnx", ort.GraphOptimizationLevel.ORT_ENABLE_ALL).astype(np.float64)
+    act = run(qdq, ort.GraphOptimizationLevel.ORT_DISABLE_ALL).astype(np.float64)
+    cosine = float((ref * act).sum() / (np.linalg.norm(ref) * np.linalg.norm(act)))
+    return cosine, float(np.mean(ref.argmax(axis=1) == act.argmax(axis=1)))
 
 
 def test_run_passes_every_gate(digits_run):
@@ -129,6 +154,15 @@ def test_int8_loses_at_most_half_a_point(digits_run):
     assert arts["openvino_int8_qdq"]["built_from"] == "qdq_s8"
     assert arts["openvino_int8_nncf"]["settings"]["weights"] == "int8 (nncf)"
     assert arts["onnxruntime_fp16"]["accuracy"]["top1_drop"] == 0.0
+
+
+def test_emitted_qdq_arithmetic_is_close_to_fp32(digits_run):
+    """The quantization itself, tightly, on any CPU: both emitted Q/DQ forms computed without INT8 kernels."""
+    folder, _ = digits_run
+    out = folder / "out"
+    for form in ("qdq_u8s8", "qdq_s8"):
+        cosine, agreement = _exact_qdq_arithmetic(out, out / "quantize" / f"model.{form}.onnx")
+        assert cosine > 0.999 and agreement >= 0.995, (form, cosine, agreement)  # measured 0.99987, 1.0
 
 
 def test_quantize_stage_records_table_emissions_and_layers(digits_run):
@@ -161,8 +195,15 @@ def test_calibration_table_is_reused_then_invalidated(digits_run, tmp_path):
 
 def test_quantize_command_on_onnx_with_tensor_calibration(digits_run, tmp_path):
     folder, _ = digits_run
+    # a recipe for the gates only (INT8_GATE, not the default 0.99 cosine that ONNX Runtime's INT8 kernels miss
+    # on CPUs without VNNI: 0.9904 measured on an AVX2-only EPYC); the model, data and settings are the flags'
+    gates = tmp_path / "gates.yaml"
+    gates.write_text(yaml.safe_dump({
+        "name": "digits_gates", "source": {"framework": "onnx", "path": str(folder / "out" / "model.onnx")},
+        "inputs": [{"name": "image", "shape": ["batch", 1, 8, 8]}], "verify": {"tolerances": {"int8": INT8_GATE}}}))
     res = run_cli("quantize", folder / "out" / "model.onnx", "--int8", "--fp16", "--calib", REPO / "calib_data" /
-                  "digits.npz", "--num-samples", "200", "-t", "onnxruntime", "-o", tmp_path / "q", "--json")
+                  "digits.npz", "--num-samples", "200", "-t", "onnxruntime", "--recipe", gates, "-o", tmp_path / "q",
+                  "--json")
     assert res.code == 0, res.stderr
     m = res.json()
     assert [a["id"] for a in m["artifacts"]] == ["onnxruntime_fp32", "onnxruntime_int8", "onnxruntime_fp16"]
