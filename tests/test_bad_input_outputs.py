@@ -345,3 +345,17 @@ def test_a_model_path_that_is_not_a_regular_file_is_refused_without_reading_it(t
     res = run_cli("build", model, "-t", "onnxruntime", "-o", tmp_path / "o", timeout=120)  # a read would hang
     assert_refused(res, "is not a regular file")
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "{t}/nope.yaml"], ["build", "{t}/nope.onnx", "-t", "onnxruntime"], ["export", "{t}/nope.onnx"],
+    ["optimize", "{t}/nope.onnx"], ["quantize", "{t}/nope.onnx", "--int8", "--calib", "{t}"],
+    ["check", "{t}/nope.onnx"], ["recipe", "validate", "{t}/nope.yaml"], ["diff", "{t}/a.json", "{t}/b.json"],
+    ["plan", "{t}/nope"], ["merge", "{t}/nope", "-o", "{t}/rel"], ["build", "{t}/x.onnx", "--bogus-option"],
+], ids=lambda a: "-".join(x for x in a if not x.startswith("{")))
+def test_every_command_prints_one_json_object_on_bad_input(tmp_path, args):
+    res = run_cli(*[a.format(t=tmp_path) for a in args], "--json")
+    assert res.code == EXIT_USAGE, (res.code, res.stderr)
+    doc = json.loads(res.stdout)  # the whole of stdout is one JSON object
+    assert isinstance(doc, dict) and doc["status"] == "error" and doc["exit_code"] == EXIT_USAGE and doc["error"]
+    assert "Traceback" not in res.stderr
