@@ -240,11 +240,18 @@ def _confined(path: Path, folder: Path, tensor: str, loc: str) -> ExternalFile:
     return ExternalFile(location=loc, relative=relative, file=resolved, size=st.st_size)
 
 
+def _plain_int(text: str) -> int:
+    """Digits only, as the runtimes parse them: Python's int() also takes " 0", "+0" and "1_0"."""
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(text)
+    return int(text)
+
+
 def _check_range(path: Path, tensor: str, ext: ExternalFile, info: dict[str, str]) -> None:
     """The tensor's bytes (`offset`, `length`) must lie within its data file."""
     try:
-        offset = int(info.get("offset") or 0)
-        length = int(info["length"]) if info.get("length") else None
+        offset = _plain_int(info.get("offset") or "0")
+        length = _plain_int(info["length"]) if info.get("length") else None
     except ValueError:
         raise SourceModelError(f"{path.name}: tensor {tensor!r} has a non-numeric offset/length in its external "
                                f"data ({info.get('offset')!r}, {info.get('length')!r})", hint=_SAVE_HINT) from None

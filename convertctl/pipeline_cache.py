@@ -68,16 +68,19 @@ class StageCaching:
                 **self._section("check"), **self._data_key()}
 
     def _quantize_key(self) -> dict:
+        from convertctl.quantize.stage import quantize_cpu_key
+
         calib = self.recipe.model_dump(mode="json").get("calibration") or {}
         for key in ("data", "cache"):
             calib.pop(key, None)  # the data's content is in its hash
         return {"onnx": self._sha(self.onnx), "calibration": calib, "data": self.calib.sha256 if self.calib else None,
                 "targets": [t.model_dump(mode="json") for t in self.recipe.targets if t.runtime not in self.unsupported],
-                **self._section("quantize"), **self._data_key()}
+                **self._section("quantize"), **self._data_key(), **quantize_cpu_key()}
 
     def _build_key(self, spec) -> dict:
         import hashlib
 
+        from convertctl.quantize.stage import quantize_cpu_key
         from convertctl.targets import registry
 
         emission = self.emissions.get(registry.get(spec.runtime).emission(spec))  # set by the quantize stage
@@ -87,7 +90,7 @@ class StageCaching:
         return {"target": spec.model_dump(mode="json"), "emission": self._sha(emission) if emission else None,
                 "unsupported": self.unsupported.get(spec.runtime), "reference": self._reference_sha,
                 "calibration": self.calib.sha256 if self.calib else None, **self._section("quantize", "dims"),
-                **self._data_key()}
+                **self._data_key(), **(quantize_cpu_key() if spec.precision == "int8" else {})}
 
     def _cached(self, stage: str, key_parts, compute, folders: list[str], paths=(), arrays=(), values=(),
                 path_maps=()):

@@ -280,7 +280,10 @@ class Recipe(Strict):
         """Make every relative path absolute against `base` (the recipe file's folder)."""
 
         def fix(p: Path | None) -> Path | None:
-            return None if p is None else (p if p.is_absolute() else (base / p)).resolve()
+            if p is None:
+                return None
+            p = p.expanduser()  # `output: ~/out` means the home folder, not a folder named "~"
+            return (p if p.is_absolute() else (base / p)).resolve()
 
         self.source.path = fix(self.source.path)
         self.export.python = None if self.export.python is None else (
@@ -449,6 +452,18 @@ def _bounded_loader():
             self._sizes[id(node)] = 1 + sum(self._sizes[id(c)] for c in _children(node))
             return node
 
+        def construct_mapping(self, node, deep=False):
+            # PyYAML keeps the last of two equal keys: a second `targets:` would silently replace the first
+            if isinstance(node, yaml.MappingNode):
+                seen = set()
+                for key_node, _ in node.value:
+                    if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                        if key_node.value in seen:
+                            raise YamlLimitError(f"the key {key_node.value!r} appears twice in one mapping",
+                                                 key_node.start_mark, hint="keep one of them")
+                        seen.add(key_node.value)
+            return super().construct_mapping(node, deep)
+
     return BoundedLoader
 
 
@@ -464,9 +479,11 @@ def load_yaml(path: Path) -> tuple[Any, bytes]:
     import yaml
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise RecipeError(f"recipe file not found: {path}",
                           hint="check the path, or create one with `convertctl recipe init`")
+    if not path.is_file():  # a folder, a FIFO (reading it would hang), a device
+        raise RecipeError(f"{path} is not a regular file (a folder, pipe or device), so not a recipe")
     with open(path, "rb") as fh:
         raw = fh.read(limits.MAX_RECIPE_BYTES + 1)  # not the size stat() reports: a file may grow meanwhile
     if len(raw) > limits.MAX_RECIPE_BYTES:
@@ -483,7 +500,8 @@ def load_yaml(path: Path) -> tuple[Any, bytes]:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise RecipeError(f"{path}: not valid YAML{where}: {problem}") from None
     except (ValueError, RecursionError) as err:  # e.g. an integer of more than 4300 digits
-        raise RecipeError(f"{path}: not a usable YAML value: {str(err).splitlines()[0][:200]}") from None
+        first = str(err).splitlines()[0].split("; use sys.set_int_max_str_digits")[0]
+        raise RecipeError(f"{path}: not a usable YAML value: {first[:200]}") from None
 
 
 def load_recipe(path: Path) -> tuple[Recipe, str]:

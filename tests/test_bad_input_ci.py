@@ -196,6 +196,8 @@ DIFF_CASES = {
                        "outputs.linear.cosine: Input should be a valid number"),
     "missing_status": (lambda m: m["artifacts"][0].pop("status") and m, "artifacts.0.status: Field required"),
     "not_json": (lambda m: "{'schema_version': '1.3.0'}", "not JSON (Expecting property name enclosed in double quotes"),
+    "huge_integer": (lambda m: json.dumps(m).replace('"seconds": ', '"seconds": ' + "9" * 5000 + ', "_s": ', 1),
+                     "a number with thousands of digits"),
 }
 
 

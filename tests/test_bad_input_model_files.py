@@ -101,6 +101,12 @@ def _length_beyond(t: Path) -> Path:
     return _external_model(t / "model" / "m.onnx", "w.data", length=1 << 20)
 
 
+def _offset_with_a_space(t: Path) -> Path:
+    # Python's int() reads " 0"; the runtimes do not: refused as bad input, not judged "unsupported" (exit 3)
+    (t / "model" / "w.data").write_bytes(bytes(64))
+    return _external_model(t / "model" / "m.onnx", "w.data", offset=" 0")
+
+
 def _ort_memory_address(t: Path) -> Path:
     # ONNX Runtime's tag for "the data is at this address in memory": never from a file
     return _external_model(t / "model" / "m.onnx", "*/_ORT_MEM_ADDR_/*", offset=4096)
@@ -144,6 +150,7 @@ CONFINEMENT = [  # (id, model, command, what stderr must say)
     ("offset", _offset_beyond, "check", ("m.onnx: tensor 'w' needs bytes 4096..4160", "which has 64 bytes")),
     ("length", _length_beyond, "build", ("m.onnx: tensor 'w' needs bytes 0..1048576", "which has 64 bytes")),
     ("ort-memory-tag", _ort_memory_address, "build", (OUTSIDE, "'*/_ORT_MEM_ADDR_/*', which is missing")),
+    ("offset-not-digits", _offset_with_a_space, "check", ("m.onnx: tensor 'w' has a non-numeric offset/length",)),
 ]
 
 

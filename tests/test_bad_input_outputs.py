@@ -359,3 +359,19 @@ def test_every_command_prints_one_json_object_on_bad_input(tmp_path, args):
     doc = json.loads(res.stdout)  # the whole of stdout is one JSON object
     assert isinstance(doc, dict) and doc["status"] == "error" and doc["exit_code"] == EXIT_USAGE and doc["error"]
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("outcome", ["fails", "succeeds"])
+def test_a_model_inside_the_previous_partial_folder_survives(tmp_path, tiny_onnx, outcome):
+    """A user runs on the model a failed run left in X.partial, with -o X: neither a new failure (which
+    would replace X.partial) nor a success (which removes X.partial) may delete it."""
+    partial = tmp_path / "X.partial"
+    assert build(tiny_onnx, partial).code == 0  # a convertctl-made folder holding model.onnx
+    model = partial / "model.onnx"
+    before = model.read_bytes()
+    extra = ["--input", "image:1,5,32,32"] if outcome == "fails" else []  # fails after the folder opened
+    res = build(model, tmp_path / "X", *extra)
+    assert res.code == (EXIT_USAGE if outcome == "fails" else 0), res.stderr
+    assert model.read_bytes() == before
+    if outcome == "fails":  # the failed run is kept in its hidden staging folder instead, and says so
+        assert "partial output kept in" in res.stderr and "staging" in res.stderr

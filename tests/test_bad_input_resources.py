@@ -102,7 +102,9 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path, command):
     ("name: x\nsource: {framework: pytorch, factory: 'm.py:f', factory_args: {x: &a [1, *a]}}\n",
      "refused: alias *a refers to a collection that contains it"),
     ("name: x\n" + "# padding\n" * 30000, "larger than 262,144 bytes, the most a recipe may be"),
-], ids=["deep", "recursive-alias", "oversized"])
+    ("name: x\nname: y\nsource: {framework: onnx, path: m.onnx}\n",
+     "refused: the key 'name' appears twice in one mapping (line 2)"),
+], ids=["deep", "recursive-alias", "oversized", "duplicate-key"])
 def test_yaml_structure_limits(tmp_path, text, needle):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(text)
@@ -278,8 +280,27 @@ def test_real_recipes_and_ordinary_aliases_still_load(tmp_path):
 def test_yaml_values_python_cannot_hold(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("name: x\nsource: {framework: pytorch, factory: 'm.py:f', factory_args: {n: " + "9" * 5000 + "}}\n")
-    with pytest.raises(RecipeError, match="not a usable YAML value: Exceeds the limit"):
+    with pytest.raises(RecipeError, match="not a usable YAML value: Exceeds the limit") as err:
         load_recipe(path)
+    assert "set_int_max_str_digits" not in str(err.value)  # Python's advice is not the user's
+    with pytest.raises(RecipeError):
+        load_recipe(path)
+
+
+def test_a_recipe_path_that_is_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo.yaml")  # reading it would hang
+    for path in (tmp_path, tmp_path / "fifo.yaml"):
+        with pytest.raises(RecipeError, match="is not a regular file"):
+            load_recipe(path)
+
+
+def test_merge_keys_and_home_folder_paths(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: x\nsource: {framework: onnx, path: m.onnx}\ninputs: [{name: x, shape: [b, 3]}]\n"
+                    "dims:\n  b: {<<: {min: 1, max: 8}, opt: 2}\noutput: ~/convertctl-out\n")
+    recipe, _ = load_recipe(path)
+    assert (recipe.dims["b"].min, recipe.dims["b"].opt, recipe.dims["b"].max) == (1, 2, 8)
+    assert recipe.output == Path.home().resolve() / "convertctl-out"  # not a folder named "~"
 
 
 def test_inputs_read_from_a_model_are_bounded_before_allocation():

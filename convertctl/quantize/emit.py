@@ -3,7 +3,11 @@
 - qdq_s8:   TensorRT's explicit-quantization form: symmetric INT8 (zero-point 0), weights per channel,
             activations per tensor, biases left in float. OpenVINO also reads it as INT8.
 - qdq_u8s8: ONNX Runtime on x86: U8 activations, S8 per-channel weights (shared/FACTS.md: S8S8 ran
-            slower than FP32 on this CPU, U8S8 2.6x faster).
+            slower than FP32 on this CPU, U8S8 2.6x faster). With `reduce_range` the weights use 7 bits
+            (-64..64): x86 CPUs without VNNI compute U8S8 with VPMADDUBSW, whose 16-bit sums of two products
+            saturate with 8-bit weights, not with 7-bit ones (ONNX Runtime's advice for such CPUs).
+- qdq_u8u8: U8 activations, U8 asymmetric per-channel weights: ONNX Runtime's U8U8 kernels do not saturate on
+            any x86 CPU, but ran slower than FP32 on an AVX2-only CPU (onnxruntime int8_form: u8u8 only).
 - fp16:     FP16-typed ONNX; operators known to lose accuracy in FP16, and nodes whose calibrated
             range overflows FP16, stay FP32; inputs and outputs keep their types.
 """
@@ -19,7 +23,7 @@ import numpy as np
 from convertctl.errors import UsageError, require
 from convertctl.quantize.table import CalibrationTable, ort_method
 
-EMISSIONS = ("fp32", "qdq_s8", "qdq_u8s8", "fp16")
+EMISSIONS = ("fp32", "qdq_s8", "qdq_u8s8", "qdq_u8u8", "fp16")
 
 
 def quantizable_op_types(model_path: Path, exclude_ops: list[str]) -> list[str]:
@@ -38,7 +42,8 @@ def already_quantized(model_path: Path) -> bool:
     return any(op in QUANTIZED_OPS for op in describe(model_path).op_counts)
 
 
-def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclude_ops=(), exclude_nodes=()) -> dict:
+def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclude_ops=(), exclude_nodes=(),
+             reduce_range: bool = False) -> dict:
     quant = require("onnxruntime.quantization", "onnxruntime")
     if already_quantized(fp32):
         raise UsageError(f"{fp32.name} is already quantized (it has Q/DQ or integer operators)",
@@ -47,11 +52,15 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
     if not ops:
         raise UsageError("the model has no operators to quantize", hint="check quantize.exclude_ops")
     tensorrt = flavour == "qdq_s8"
+    if reduce_range and flavour != "qdq_u8s8":
+        raise UsageError(f"reduce_range applies to qdq_u8s8 only, not {flavour}")
     with _quiet_root_logger():  # ORT logs a generic "consider pre-processing" warning on every call
-        _quantize_static(quant, fp32, table, out, ops, tensorrt, exclude_nodes)
+        _quantize_static(quant, fp32, table, out, ops, flavour, exclude_nodes, reduce_range)
     kept_float = keep_float_layers_float(out)
+    weights = ("uint8 asymmetric per-channel" if flavour == "qdq_u8u8" else
+               "int8 symmetric per-channel" + (", 7 bits (reduce_range)" if reduce_range else ""))
     return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if tensorrt else "uint8 asymmetric",
-            "weights": "int8 symmetric per-channel", "excluded_nodes": list(exclude_nodes),
+            "weights": weights, "reduce_range": reduce_range, "excluded_nodes": list(exclude_nodes),
             "excluded_ops": list(exclude_ops), "float_layers_fed_float": kept_float}
 
 
@@ -123,16 +132,19 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-def _quantize_static(quant, fp32, table, out, ops, tensorrt, exclude_nodes):
+def _quantize_static(quant, fp32, table, out, ops, flavour, exclude_nodes, reduce_range=False):
+    tensorrt, u8_weights = flavour == "qdq_s8", flavour == "qdq_u8u8"
     quant.quantize_static(
         model_input=str(fp32), model_output=str(out), calibration_data_reader=None,
         quant_format=quant.QuantFormat.QDQ, op_types_to_quantize=ops, per_channel=True,
+        reduce_range=reduce_range,  # weights only: 7 bits
         activation_type=quant.QuantType.QInt8 if tensorrt else quant.QuantType.QUInt8,
-        weight_type=quant.QuantType.QInt8, nodes_to_exclude=list(exclude_nodes),
+        weight_type=quant.QuantType.QUInt8 if u8_weights else quant.QuantType.QInt8,
+        nodes_to_exclude=list(exclude_nodes),
         calibrate_method=ort_method(table.method), calibration_cache_path=str(table.path),
         extra_options={
             "ActivationSymmetric": tensorrt,  # TensorRT: zero-point 0
-            "WeightSymmetric": True,
+            "WeightSymmetric": not u8_weights,
             "QuantizeBias": not tensorrt,  # TensorRT rejects INT32 bias DQ (onnx-tensorrt #850)
         },
     )

@@ -64,11 +64,17 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
                                f"{table.meta['tensors']} tensors): {state}")
         result.details["calibration"] = {**table.meta, "reused": table.reused, "invalidated": table.invalidated,
                                          "cache": str(table.path)}
-    order = ["qdq_u8s8", "qdq_s8", "fp16"]  # INT8 first: its comparison is the one the terminal shows
+    order = ["qdq_u8s8", "qdq_u8u8", "qdq_s8", "fp16"]  # INT8 first: its comparison is the one the terminal shows
     for name in sorted(needed - {"fp32"}, key=order.index):
         out = folder / f"model.{name}.onnx"
         if name == "fp16":
             info = emit_fp16(fp32, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
+        elif name == "qdq_u8s8":
+            form, why = u8s8_form(recipe.targets)
+            info = emit_qdq(fp32, table, out, name, q.exclude_ops, q.exclude_nodes,
+                            reduce_range=form == "u8s8_reduce_range")
+            info.update(int8_form=form, int8_form_reason=why)
+            result.findings.append(f"qdq_u8s8: {form} ({why})")
         else:
             info = emit_qdq(fp32, table, out, name, q.exclude_ops, q.exclude_nodes)
         result.emissions[name] = out
@@ -108,6 +114,29 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
             result.details["histograms"] = histogram_summary(doc)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def u8s8_form(targets, flags: set[str] | None = None) -> tuple[str, str]:
+    """(form, why) of the `qdq_u8s8` emission: `u8s8` or `u8s8_reduce_range`, as the onnxruntime int8 targets
+    resolve their `int8_form` on this CPU (or on `flags`). They share the emission, so they must agree."""
+    from convertctl.errors import UsageError
+    from convertctl.targets.onnxruntime import resolve_int8_form
+
+    forms = {resolve_int8_form(t.int8_form, flags) for t in targets
+             if t.runtime == "onnxruntime" and t.precision == "int8" and t.int8_form != "u8u8"}
+    if len({form for form, _ in forms}) > 1:
+        raise UsageError("onnxruntime int8 targets ask for both u8s8 and u8s8_reduce_range; they share one "
+                         "qdq_u8s8 model", hint="give them the same int8_form")
+    return next(iter(forms), resolve_int8_form("auto", flags))
+
+
+def quantize_cpu_key() -> dict:
+    """The part of the quantize and build stage-cache keys that depends on the CPU: its non-saturating INT8
+    features, from which every `auto` INT8 choice (onnxruntime int8_form, openvino overflow_fix) is made and
+    on which the verified INT8 accuracy depends."""
+    from convertctl.cpu import vnni_flags
+
+    return {"cpu_int8": vnni_flags()}
 
 
 def stack_samples(samples) -> tuple[dict[str, np.ndarray], np.ndarray | None]:

@@ -179,6 +179,8 @@ def read_manifest(path: Path, who: str) -> tuple[Manifest, bytes]:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UsageError(f"{who}: not JSON ({exc})", hint=hint) from None
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        raise UsageError(f"{who}: not a convertctl manifest (a number with thousands of digits)", hint=hint) from None
     except RecursionError:
         raise UsageError(f"{who}: not a convertctl manifest (JSON nested too deeply)", hint=hint) from None
     if not isinstance(data, dict) or "schema_version" not in data:

@@ -28,17 +28,19 @@ class OutputFolder:
         self.final = Path(os.path.abspath(final))
         self.staging = self.final.parent / f".{self.final.name}.staging-{os.getpid()}"
         self.partial = self.final.parent / f"{self.final.name}.partial"
+        self.protected: list[Path] = []
 
     def open(self, protected: Iterable[Path] = ()) -> Path:
         """Check that the output may be replaced, clean what killed runs left, and create the staging folder.
 
         `protected`: paths the run reads (the model, its folder, the recipe's folder, data folders, the
         current directory); the output may not be, or contain, any of them."""
-        self._refuse_unsafe(protected)
+        self.protected = [Path(os.path.realpath(p)) for p in protected]
+        self._refuse_unsafe(self.protected)
         try:
             self.final.parent.mkdir(parents=True, exist_ok=True)
             self._clean_leftovers()
-            if made_by_convertctl(self.staging):  # left by an earlier process that had our pid
+            if self._may_delete(self.staging):  # left by an earlier process that had our pid
                 shutil.rmtree(self.staging)
             self.staging.mkdir()
             _mark(self.staging)
@@ -51,7 +53,7 @@ class OutputFolder:
         """Replace the previous output with the staging folder (two renames, no copy)."""
         old = None
         if self.final.exists():
-            self._refuse_unsafe(())  # the user may have put files there while the run went on
+            self._refuse_unsafe(self.protected)  # the user may have put files there while the run went on
             if not any(self.final.iterdir()):
                 self.final.rmdir()  # an empty folder the user made: nothing is lost
             else:
@@ -60,7 +62,7 @@ class OutputFolder:
         os.replace(self.staging, self.final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        if made_by_convertctl(self.partial):
+        if self._may_delete(self.partial):
             shutil.rmtree(self.partial, ignore_errors=True)
         return self.final
 
@@ -71,7 +73,7 @@ class OutputFolder:
         (self.staging / "manifest.json").unlink(missing_ok=True)  # written last: it would claim success
         (self.staging / "ERROR.txt").write_text(error.rstrip() + "\n")
         if self.partial.exists() or self.partial.is_symlink():
-            if not made_by_convertctl(self.partial):
+            if not self._may_delete(self.partial):
                 return self.staging  # never replace a folder of the user's: the hidden staging folder stays
             shutil.rmtree(self.partial, ignore_errors=True)
         os.replace(self.staging, self.partial)
@@ -82,6 +84,14 @@ class OutputFolder:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     # -- safety ------------------------------------------------------------------------------------
+    def _may_delete(self, folder: Path) -> bool:
+        """A folder beside the output (a partial, a leftover staging folder) may go only if convertctl made it
+        and it holds nothing this run reads: a user may well run on the model a failed run left in X.partial."""
+        if not made_by_convertctl(folder):
+            return False
+        real = Path(os.path.realpath(folder))
+        return not any(p == real or real in p.parents for p in self.protected)
+
     def _refuse_unsafe(self, protected: Iterable[Path]) -> None:
         final = self.final
         if final.is_symlink():
@@ -110,7 +120,7 @@ class OutputFolder:
         for prefix in (f".{self.final.name}.staging-", f".{self.final.name}.old-"):
             for folder in self.final.parent.glob(f"{_glob_escape(prefix)}*"):
                 pid = folder.name[len(prefix):]
-                if pid.isdigit() and not _alive(int(pid)) and made_by_convertctl(folder):
+                if pid.isdigit() and not _alive(int(pid)) and self._may_delete(folder):
                     shutil.rmtree(folder, ignore_errors=True)
 
 
