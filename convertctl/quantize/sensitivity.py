@@ -22,6 +22,7 @@ from convertctl.errors import require
 from convertctl.quantize.layers import LAYER_OPS, _sqnr, source_module
 
 QMIN, QMAX = -128, 127  # the INT8 weights' storage range; the symmetric scale maps max|w| to 127
+REDUCED = 64  # reduce_range (7-bit weights, CPUs without VNNI): ONNX Runtime maps max|w| to 64, clips to ±64
 
 
 def channel_axis(node, weight_rank: int) -> int:
@@ -38,18 +39,20 @@ def channel_axis(node, weight_rank: int) -> int:
     return axis if axis < weight_rank else weight_rank - 1
 
 
-def quantize_weight(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def quantize_weight(w: np.ndarray, axis: int, reduce_range: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """INT8 weights and float32 scales as ONNX Runtime's quantizer computes them (per channel, symmetric,
     zero-point 0): scale = float32(2·max|w| / 254) computed in float64, q = round-half-even(w / scale) in
-    float32, clipped to [-128, 127]; an all-zero channel gets scale 1."""
+    float32, clipped to [-128, 127]; an all-zero channel gets scale 1. With `reduce_range` (7 bits):
+    scale = float32(2·max|w| / 128), q clipped to [-64, 64]."""
+    lo, hi = (-REDUCED, REDUCED) if reduce_range else (-QMAX, QMAX)
     w = np.asarray(w, np.float32)
     moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
     absmax = np.maximum(np.abs(moved.min(axis=1, initial=0.0)), np.abs(moved.max(axis=1, initial=0.0)))
-    scale = ((absmax.astype(np.float64) * 2) / (QMAX - (-QMAX))).astype(np.float32)
+    scale = ((absmax.astype(np.float64) * 2) / (hi - lo)).astype(np.float32)
     scale[scale < np.finfo(np.float32).tiny] = 1.0
     shape = [1] * w.ndim
     shape[axis] = -1
-    q = np.clip((w / scale.reshape(shape)).round(), QMIN, QMAX).astype(np.int8)
+    q = np.clip((w / scale.reshape(shape)).round(), lo if reduce_range else QMIN, hi).astype(np.int8)
     return q, scale
 
 
@@ -63,9 +66,9 @@ def dequantize(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
     return q.astype(np.float32) * scale.reshape(shape)
 
 
-def fake_quantize(w: np.ndarray, axis: int) -> np.ndarray:
-    """The float32 weights a DequantizeLinear of `quantize_weight(w, axis)` produces."""
-    q, scale = quantize_weight(w, axis)
+def fake_quantize(w: np.ndarray, axis: int, reduce_range: bool = False) -> np.ndarray:
+    """The float32 weights a DequantizeLinear of `quantize_weight(w, axis, reduce_range)` produces."""
+    q, scale = quantize_weight(w, axis, reduce_range)
     return dequantize(q, scale, axis)
 
 
@@ -123,7 +126,8 @@ def _worst(ref: list[np.ndarray], act: list[np.ndarray], names: list[str]) -> tu
 
 
 def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[str] | None = None,
-                       max_samples: int = 16, chunk: int | None = None, qdq: Path | None = None) -> list[dict]:
+                       max_samples: int = 16, chunk: int | None = None, qdq: Path | None = None,
+                       reduce_range: bool = False) -> list[dict]:
     """One row per layer, most sensitive (lowest output SQNR) first: `node`, `op`, `source`, `weight`,
     `axis`, `sqnr_db` and `cosine` (worst model output against the FP32 run, with only this layer's
     weights in INT8), `model_output` (which output that was), `weight_sqnr_db` (of the weights themselves),
@@ -134,7 +138,7 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
     `quantize_weight`'s; with `qdq` (the emitted Q/DQ model), that model's own INT8 weights and scales,
     which differ only where ONNX Runtime enlarged a channel's scale so that its INT32 bias fits
     (`qdq_u8s8`, channels with near-zero weights). The first `max_samples` samples are run, `chunk`
-    at a time (the model's batch limit)."""
+    at a time (the model's batch limit). `reduce_range`: 7-bit weights, as the emission for CPUs without VNNI."""
     onnx = require("onnx", "onnx")
     ort = require("onnxruntime", "onnxruntime")
     from onnx import numpy_helper
@@ -182,7 +186,7 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
             q, scale, axis = emitted[node.name]
             fq = dequantize(q, scale, axis)
         else:
-            fq = fake_quantize(original, axis)
+            fq = fake_quantize(original, axis, reduce_range)
         init.CopyFrom(numpy_helper.from_array(fq, wname))
         try:
             _, act = run(model.SerializeToString())

@@ -97,7 +97,9 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
         # Which layers to keep in float: the sensitivity ranking (one layer's INT8 weights at a time, model
         # outputs vs FP32), not the introduced-dB one above, which misses error amplified downstream.
         t_sens = time.perf_counter()
-        sens = weight_sensitivity(fp32, evaluation, max_samples=SENSITIVITY_SAMPLES, chunk=chunk, qdq=qdq)
+        reduced = qdq == result.emissions.get("qdq_u8s8") and result.details["qdq_u8s8"].get("reduce_range", False)
+        sens = weight_sensitivity(fp32, evaluation, max_samples=SENSITIVITY_SAMPLES, chunk=chunk, qdq=qdq,
+                                  reduce_range=reduced)
         sens_seconds = round(time.perf_counter() - t_sens, 3)
         (folder / "sensitivity.json").write_text(json.dumps(sens, indent=2) + "\n")
         result.outputs.append(folder / "sensitivity.json")
