@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from convertctl import __version__
+from convertctl.locks import exclusive_lock
 from convertctl.report.manifest import sha256_file
 
 ENTRY = "entry.json"
@@ -144,13 +145,8 @@ class StageCache:
     @contextlib.contextmanager
     def locked(self, stage: str, key: str):
         """Held while a stage is looked up, computed and stored: two runs never compute the same entry twice."""
-        lock = self._subdir(stage, key, create=True) / f"{key}.lock"
-        with open(lock, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with exclusive_lock(self._subdir(stage, key, create=True) / f"{key}.lock"):
+            yield
 
     # -- lookup ----------------------------------------------------------------------------------------------
     def get(self, stage: str, key: str) -> tuple[Entry | None, str | None]:

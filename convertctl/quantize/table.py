@@ -9,8 +9,6 @@ reuses it; any change invalidates it, and the reason is recorded.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import UsageError, require
+from convertctl.locks import exclusive_lock
 from convertctl.report.manifest import sha256_file
 
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -107,23 +106,13 @@ def _paths(folder: Path, name: str) -> tuple[Path, Path]:
     return folder / f"{name}.calibration.json", folder / f"{name}.calibration.meta.json"
 
 
-@contextlib.contextmanager
-def _locked_file(lock: Path):
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _locked(cache_dir: Path, name: str):
     """The table's lock (created now, so an unwritable folder shows here): two runs of one recipe never
     interleave their writes of the same pair."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     lock = cache_dir / f"{name}.calibration.lock"
     open(lock, "a").close()
-    return _locked_file(lock)
+    return exclusive_lock(lock)
 
 
 def _private_folder() -> Path:
