@@ -145,7 +145,9 @@ def test_keras_file_from_a_newer_keras_that_cannot_load(models, tmp_path):
 def test_tensorflow_not_installed_names_the_extra(models, tmp_path):
     """As in an environment without TensorFlow: the modules are hidden from this interpreter."""
     script = tmp_path / "notf.py"
-    script.write_text("import sys\nsys.modules['tensorflow'] = None\nsys.modules['tf2onnx'] = None\n"
+    # in this process, not a supervised child (which would import TensorFlow again): CONVERTCTL_NO_SUPERVISOR
+    script.write_text("import os, sys\nos.environ['CONVERTCTL_NO_SUPERVISOR'] = '1'\n"
+                      "sys.modules['tensorflow'] = None\nsys.modules['tf2onnx'] = None\n"
                       "from convertctl.cli import main\nmain()\n")
     proc = subprocess.run([sys.executable, str(script), "export", models["functional"], "-o", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=300)

@@ -99,8 +99,11 @@ def _interrupted(signum: int, argv) -> None:
 
 
 def main(argv=None) -> None:
-    from convertctl import processes
+    from convertctl import processes, supervisor
 
+    if supervisor.wanted(sys.argv[1:] if argv is None else list(argv)):  # runtimes load in a child (supervisor.py)
+        sys.exit(supervisor.supervise(sys.argv[1:] if argv is None else list(argv)))
+    supervisor.enter_child()
     processes.install_signal_handlers()
     try:
         code = cli.main(args=argv, prog_name="convertctl", standalone_mode=False)
