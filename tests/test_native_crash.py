@@ -161,3 +161,14 @@ def test_the_fp16_emission_of_a_transformer_is_sorted_and_checked(tmp_path):
         None, {"x": x.numpy()})
     ref = layer(x).detach().numpy()
     assert np.abs(y - ref).max() < 0.05 * np.abs(ref).max()  # FP16 has 11 significant bits; a wrong graph is far off
+
+
+def test_an_error_outranks_a_gate_failure_in_one_run(tmp_path, models_file, write_recipe):
+    # openvino_fp16 fails its gate (max abs error 0 cannot hold in FP16); onnxruntime_fp32 crashes: exit 1
+    targets = [{"runtime": "onnxruntime", "precision": "fp32"},
+               {"runtime": "openvino", "precision": "fp16", "tolerance": {"max_abs": 0.0}}]
+    recipe = write_recipe(small_cnn_recipe(targets=targets))
+    res = _run(recipe, tmp_path, "build onnxruntime_fp32")
+    statuses = {a["id"]: a["status"] for a in load_manifest(tmp_path / "out")["artifacts"]}
+    assert statuses == {"onnxruntime_fp32": "error", "openvino_fp16": "failed"}
+    assert res.returncode == 1 and load_manifest(tmp_path / "out")["exit_code"] == 1

@@ -5,6 +5,7 @@
     SavedModel      a folder with saved_model.pb (or saved_model.pbtxt) and variables/
     Keras 3         a .keras file (a zip with config.json)
     HDF5            a .h5/.hdf5 file (Keras 2 / tf-keras, or Keras 3's legacy H5)
+    TorchScript     a zip archive with ROOT/code/ and ROOT/constants.pkl (torch.jit.save), whatever its name
 """
 
 from __future__ import annotations
@@ -122,3 +123,21 @@ def looks_like_model(source: str) -> bool:
     path = Path(source)
     return path.is_dir() or path.suffix.lower() in (".pdmodel", ".pdiparams", ".keras", ".h5", ".hdf5") or (
         path.suffix.lower() == ".json" and path.with_suffix(".pdiparams").exists())
+
+
+def torch_file_kind(path: Path) -> str | None:
+    """What a PyTorch file is, from its content, whatever its name (.pt, .pth, .jit, .ts, none):
+    "torchscript" (torch.jit.save: a zip with ROOT/code/ and ROOT/constants.pkl), "checkpoint" (torch.save
+    of a state dict or a pickled module: a zip with ROOT/data.pkl and no code), or None (not a PyTorch zip)."""
+    try:
+        if not Path(path).is_file() or not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    roots = {n.split("/", 1)[0] for n in names if "/" in n}
+    for root in roots:
+        if f"{root}/constants.pkl" in names and any(n.startswith(f"{root}/code/") for n in names):
+            return "torchscript"
+    return "checkpoint" if any(n.endswith("/data.pkl") for n in names) else None

@@ -1,0 +1,48 @@
+"""INT8/FP16 artifacts that are slower or larger than their FP32 counterpart are flagged (evaluate/worth.py),
+and never for jitter within the measurements' own noise."""
+
+from __future__ import annotations
+
+from convertctl.evaluate.worth import worth_findings
+from convertctl.report.manifest import ArtifactRecord, FileRecord, LatencyRecord
+
+
+def _artifact(id_, runtime, precision, mb, p50, p90=None):
+    files = [FileRecord(path=f"targets/{id_}/model.onnx", sha256="0" * 64, bytes=int(mb * 1e6)),
+             FileRecord(path=f"targets/{id_}/session.json", sha256="0" * 64, bytes=10_000_000)]  # not the model
+    latency = LatencyRecord(status="measured", of=id_, p50_ms=p50, p90_ms=p90 or p50 * 1.05)
+    return ArtifactRecord(id=id_, runtime=runtime, precision=precision, status="ok", files=files, latency=latency)
+
+
+def test_an_int8_artifact_slower_and_larger_than_its_fp32_twin_is_flagged_with_both_numbers():
+    fp32 = _artifact("ort_fp32", "onnxruntime", "fp32", 4.0, 1.00)
+    int8 = _artifact("ort_int8", "onnxruntime", "int8", 4.5, 1.60)
+    lines = worth_findings([fp32, int8])
+    assert lines == ["ort_int8 is larger than ort_fp32: 4.50 MB vs 4.00 MB",
+                     "ort_int8 is slower than ort_fp32: p50 1.6 ms vs 1 ms (0.62x), beyond both measurements' noise"]
+
+
+def test_a_faster_smaller_int8_and_jitter_within_noise_are_not_flagged():
+    fp32 = _artifact("ov_fp32", "openvino", "fp32", 4.0, 1.00, p90=1.30)  # 30 % noise
+    int8 = _artifact("ov_int8", "openvino", "int8", 1.1, 1.20)  # 20 % slower: within that noise
+    assert worth_findings([fp32, int8]) == []
+    assert worth_findings([fp32, _artifact("ov_int8", "openvino", "int8", 1.1, 0.5)]) == []
+
+
+def test_without_an_fp32_twin_the_fp32_onnx_and_the_baseline_are_the_counterpart():
+    fp16 = _artifact("ort_fp16", "onnxruntime", "fp16", 2.0, 3.0)
+    baseline = LatencyRecord(status="measured", of="onnx fp32 (onnxruntime)", p50_ms=1.0, p90_ms=1.1)
+    lines = worth_findings([fp16], baseline, fp32_onnx_bytes=4_000_000)
+    assert lines == ["ort_fp16 is slower than the baseline (onnx fp32 (onnxruntime)): p50 3 ms vs 1 ms (0.33x), "
+                     "beyond both measurements' noise"]
+    assert worth_findings([fp16], baseline, fp32_onnx_bytes=1_000_000)[0] == \
+        "ort_fp16 is larger than the FP32 ONNX: 2.00 MB vs 1.00 MB"
+
+
+def test_artifacts_that_did_not_run_or_were_not_timed_are_left_out():
+    fp32 = _artifact("ort_fp32", "onnxruntime", "fp32", 4.0, 1.0)
+    broken = _artifact("ort_int8", "onnxruntime", "int8", 9.0, 9.0)
+    broken.status = "error"
+    untimed = _artifact("ov_int8", "openvino", "int8", 1.0, 1.0)
+    untimed.latency = LatencyRecord(status="skipped", of="ov_int8")
+    assert worth_findings([fp32, broken, untimed], None, 4_000_000) == []
