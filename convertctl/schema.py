@@ -16,13 +16,21 @@ class Strict(BaseModel):
 
 
 class Tolerance(Strict):
-    """An artifact passes when every output meets every bound given here (unset bounds are not checked)."""
+    """How close each output must be to its reference (evaluate/compare.py `judge`; unset bounds are not checked).
+
+    With `atol` or `rtol` set, an output is *close* when max|actual - reference| <= atol + rtol * RMS(reference).
+    An output whose reference has no signal (it stays within that bound of one value: ~0 or constant) is judged
+    by absolute error only: close or not. Any other output passes when it is close, or else when it meets the
+    similarity bounds (min_cosine, min_sqnr_db, min_top1_agreement). max_abs caps every output whatever decided.
+    Without atol and rtol every output is judged by the similarity bounds alone."""
 
     min_cosine: float | None = Field(None, ge=-1, le=1)
     max_abs: float | None = Field(None, ge=0)
     min_top1_agreement: float | None = Field(None, ge=0, le=1)
     min_sqnr_db: float | None = None  # signal-to-quantization-noise ratio of each output, in dB
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)  # top-1 accuracy points lost (needs labels), 0.005 = 0.5
+    atol: float | None = Field(None, ge=0)  # absolute part of the closeness bound, in the output's own units
+    rtol: float | None = Field(None, ge=0)  # part of the closeness bound relative to the output's scale (its RMS)
 
 
 class ImagePreprocess(Strict):

@@ -157,7 +157,9 @@ def kit_run(tmp_path_factory):
         "targets": [{"runtime": "tensorrt", "precision": "fp32", "workspace_mib": 1024},
                     {"runtime": "tensorrt", "precision": "fp16"},
                     {"runtime": "tensorrt", "precision": "int8"},
-                    {"runtime": "tensorrt", "name": "trt_weak", "precision": "int8", "strongly_typed": False}],
+                    # a gate no INT8 model meets: the kit's Q/DQ ONNX fails it, so the run fails (exit 4)
+                    {"runtime": "tensorrt", "name": "trt_weak", "precision": "int8", "strongly_typed": False,
+                     "tolerance": {"min_cosine": 0.9999999}}],
         "output": "out",
     }
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
@@ -168,17 +170,26 @@ def kit_run(tmp_path_factory):
 @pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT")
 def test_without_tensorrt_every_target_is_skipped_never_ok(kit_run):
     root, result = kit_run
-    assert result.code == 0, result.stderr
+    assert result.code == 4, result.stderr  # trt_weak's Q/DQ ONNX fails its gate (below)
     manifest = load_manifest(root / "out")
-    assert manifest["status"] == "partial" and manifest["exit_code"] == 0
+    assert manifest["status"] == "failed" and manifest["exit_code"] == 4
     by_id = {a["id"]: a for a in manifest["artifacts"]}
     assert set(by_id) == {"tensorrt_fp32", "tensorrt_fp16", "tensorrt_int8", "trt_weak"}
     for artifact in by_id.values():
-        assert artifact["status"] == "skipped"
-        assert artifact["reason"].startswith("skipped: tensorrt not installed (pip install 'convertctl[tensorrt]')")
+        assert artifact["status"] == ("failed" if artifact["id"] == "trt_weak" else "skipped")
+        assert "skipped: tensorrt not installed (pip install 'convertctl[tensorrt]')" in artifact["reason"]
         assert "no engine built: build kit in targets/" in artifact["reason"]
-        assert not artifact.get("verification") and not artifact.get("accuracy")
+        assert not artifact.get("accuracy")
         assert not (root / "out" / "targets" / artifact["id"] / "model.engine").exists()
+        # the ONNX a kit ships is judged by its precision's gate (an FP32 kit's ONNX is the verified FP32 model)
+        if artifact["built_from"] == "fp32":
+            assert not artifact["verification"]
+        else:
+            (gate,) = artifact["verification"]
+            assert "no engine built" in gate["against"] and gate["passed"] is (artifact["id"] != "trt_weak")
+    weak = by_id["trt_weak"]
+    assert weak["reason"].startswith("the qdq_s8 ONNX this kit builds from fails the int8 gate: ")
+    assert "cosine" in weak["reason"] and "< 0.9999999" in weak["reason"]
     assert "skipped: tensorrt not installed" in result.stderr
     report = (root / "out" / "report.md").read_text()
     assert "skipped" in report and "tensorrt_int8" in report

@@ -1,5 +1,9 @@
 """Run one graph pass under a parity guard: a pass that fails, or changes outputs beyond
-tolerance, is rolled back (its output kept aside as `*.rejected.onnx`) and reported, never shipped."""
+tolerance, is rolled back (its output kept aside as `*.rejected.onnx`) and reported, never shipped.
+
+"Beyond tolerance" is the rule of every verification (evaluate/compare.py): an output passes when it is close
+(atol + rtol * RMS of the output before the pass) or similar (cosine/SQNR/top-1), and an output without signal
+(~0 or constant) by absolute error only, so a ~0 map that moves by 1e-7 keeps the pass."""
 
 from __future__ import annotations
 

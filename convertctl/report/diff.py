@@ -239,6 +239,9 @@ def compare_artifact(base: dict, new: dict, th: Thresholds, warnings: list[str])
             ob, on = gb["outputs"].get(name) or {}, gn["outputs"].get(name) or {}
             od = OutputDelta(**{m: _delta(ob.get(m), on.get(m)) for m in METRICS})
             cos, top1 = od.cosine, od.top1_agreement
+            if on.get("decided_by") == "absolute":  # no signal in the reference: cosine and top-1 mean nothing
+                diff.outputs[name] = od
+                continue
             if cos.change is not None and -cos.change > th.max_cosine_drop + EPS:
                 od.regression = True
                 acc_regs.append(f"{aid}: output {name!r}: cosine {cos.base:.6f} -> {cos.new:.6f} "

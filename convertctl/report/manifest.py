@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from convertctl.schema import Tolerance
 
-SCHEMA_VERSION = "1.3.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage; 1.2: latency; 1.3: cache
+SCHEMA_VERSION = "1.4.0"  # 1.1: built_from, accuracy, sqnr_db, quantize stage; 1.2: latency; 1.3: cache;
+# 1.4: tolerance atol/rtol, per-output ref_rms, ref_half_range, close_bound, decided_by, passed
 
 StageStatus = Literal["ok", "rolled_back", "skipped", "failed", "error"]
 ArtifactStatus = Literal["ok", "failed", "error", "skipped"]
@@ -31,11 +32,19 @@ class OutputMetrics(BaseModel):
     max_abs: float | None = None
     mean_abs: float | None = None
     max_rel: float | None = None
-    cosine: float | None = None
+    cosine: float | None = None  # None when undefined: one side all zeros, the other not
     sqnr_db: float | None = None  # 10*log10(|ref|^2 / |ref-actual|^2); None when identical
     top1_agreement: float | None = None
     finite: bool = True
     error: str | None = None
+    ref_rms: float | None = None  # root mean square of the reference: the output's scale, what `rtol` multiplies
+    ref_half_range: float | None = None  # (max - min) / 2 of the reference: how far it strays from one value
+    # Set by a tolerance (compare.judge): atol + rtol * ref_rms (None without atol and rtol); the criterion that
+    # decided (allclose: within close_bound; cosine: the similarity bounds; absolute: no signal, absolute error
+    # only); whether this output passed (None: no tolerance)
+    close_bound: float | None = None
+    decided_by: Literal["allclose", "cosine", "absolute"] | None = None
+    passed: bool | None = None
 
 
 class Comparison(BaseModel):
@@ -161,7 +170,8 @@ COSINE_SLACK = 1e-6  # a float64 cosine of identical outputs can come out a hair
 ADDED_IN = {("Manifest", "files"): (1, 1), ("OutputMetrics", "sqnr_db"): (1, 1), ("ArtifactRecord", "built_from"): (1, 1),
             ("ArtifactRecord", "accuracy"): (1, 1), ("ArtifactRecord", "latency"): (1, 2),
             ("Manifest", "latency_baseline"): (1, 2), ("StageRecord", "cache"): (1, 3),
-            ("ArtifactRecord", "cache"): (1, 3)}
+            ("ArtifactRecord", "cache"): (1, 3), **{("OutputMetrics", k): (1, 4) for k in (
+                "ref_rms", "ref_half_range", "close_bound", "decided_by", "passed")}}
 _JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 _UNIT_KEYS = ("top1", "top5", "reference_top1", "reference_top5")  # fractions in an artifact's `accuracy`
 
@@ -323,7 +333,8 @@ def _comparisons(comparisons: list[Comparison], loc: str) -> list:
         for name, o in c.outputs.items():
             where = f"{loc}.verification.{i}.outputs.{name}"
             out += [(f"{where}.cosine", o.cosine, _cosine), (f"{where}.top1_agreement", o.top1_agreement, _unit),
-                    *[(f"{where}.{k}", getattr(o, k), _non_negative) for k in ("max_abs", "mean_abs", "max_rel")]]
+                    *[(f"{where}.{k}", getattr(o, k), _non_negative)
+                      for k in ("max_abs", "mean_abs", "max_rel", "ref_rms", "ref_half_range", "close_bound")]]
     return out
 
 
