@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import UsageError, require
+from convertctl.onnx_save import save_checked
 from convertctl.quantize.table import CalibrationTable, ort_method
 
 EMISSIONS = ("fp32", "qdq_s8", "qdq_u8s8", "qdq_u8u8", "fp16")
@@ -117,7 +118,7 @@ def keep_float_layers_float(path: Path) -> list[str]:
         used = {i for n in graph.node for i in n.input}
         for init in [i for i in graph.initializer if i.name not in used]:
             graph.initializer.remove(init)  # the removed pairs' scales and zero points
-        onnx.save(model, str(path))
+        save_checked(model, path)
     return rewired
 
 
@@ -171,7 +172,8 @@ def emit_fp16(fp32: Path, out: Path, table: CalibrationTable | None, range_limit
     keep_nodes = sorted(set(overflow) | set(exclude_nodes))
     converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=keep_ops,
                                                  node_block_list=keep_nodes)
-    onnx.save(converted, str(out))
-    return {"kept_fp32_ops": [op for op in keep_ops if any(n.op_type == op for n in model.graph.node)],
+    # the converter inserts Casts out of order: sorted and checked, or ONNX Runtime segfaults loading it
+    reordered = save_checked(converted, out)
+    return {"nodes_reordered": reordered, "kept_fp32_ops": [op for op in keep_ops if any(n.op_type == op for n in model.graph.node)],
             "kept_fp32_nodes_overflow": overflow, "kept_fp32_nodes_excluded": sorted(exclude_nodes),
             "range_limit": range_limit, "ranges_from": "calibration table" if table else "none (no calibration)"}

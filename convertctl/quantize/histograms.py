@@ -60,21 +60,17 @@ def _quantized_input(g: _QdqGraph, node_name: str) -> dict | None:
     return None
 
 
-def _chunks(feeds: dict[str, np.ndarray], chunk: int):
-    n = len(next(iter(feeds.values())))
-    for i in range(0, n, chunk):
-        yield {k: v[i:i + chunk] for k, v in feeds.items()}
-
-
 def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float, float]], rows: list[dict],
-                     feeds: dict[str, np.ndarray], worst: int = WORST, bins: int = BINS, chunk: int = 8) -> dict:
+                     feeds: dict[str, np.ndarray], worst: int = WORST, bins: int = BINS, chunk: int | None = 8) -> dict:
     """The document written to quantize/histograms.json: one entry per layer, worst first.
 
     `ranges` is the calibration table (`CalibrationTable.ranges()`), `rows` the per-layer ranking
-    (`layer_errors`), `feeds` the evaluation slice the ranking was computed on.
+    (`layer_errors`), `feeds` the evaluation slice the ranking was computed on. The samples are run at most
+    `chunk` at a time (and at most 8, which bounds memory); a fixed-batch model: its batch at a time.
     """
     onnx = require("onnx", "onnx")
     ort = require("onnxruntime", "onnxruntime")
+    from convertctl.quantize.batches import chunks_of_session
     from convertctl.quantize.layers import _with_outputs
 
     ref_model, q_model = onnx.load(str(fp32)), onnx.load(str(quantized))
@@ -107,13 +103,17 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
         opts.log_severity_level = 3
         sess = ort.InferenceSession(_with_outputs(ref_model, computed).SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
-        sess_inputs = {i.name for i in sess.get_inputs()}
+    n_samples = len(next(iter(feeds.values())))
+    step = min(chunk or 8, 8)
 
     def values():
         """One dict tensor -> flat float32 values per chunk of samples."""
-        for part in _chunks(feeds, chunk):
-            got = dict(zip(computed, sess.run(computed, {k: v for k, v in part.items() if k in sess_inputs}),
-                           strict=True)) if sess else {}
+        if sess is None:  # only graph inputs: nothing to run
+            parts = (({k: v[i:i + step] for k, v in feeds.items()}, []) for i in range(0, n_samples, step))
+        else:
+            parts = chunks_of_session(sess, feeds, step, computed)
+        for part, outs in parts:
+            got = dict(zip(computed, outs, strict=True)) if sess else {}
             yield {t: np.asarray(got[t] if t in got else part[t], dtype=np.float32).ravel() for t in tensors}
 
     lo_obs = {t: np.inf for t in tensors}

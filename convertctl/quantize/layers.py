@@ -34,14 +34,15 @@ def _with_outputs(model, names: list[str]):
     return model
 
 
-def _run(model, feeds, names: list[str]) -> dict[str, np.ndarray]:
+def _run(model, feeds, names: list[str], chunk: int | None = None) -> dict[str, np.ndarray]:
+    """The tensors `names` over every sample, in chunks the model accepts (quantize/batches.py)."""
+    from convertctl.quantize.batches import run_session
+
     ort = require("onnxruntime", "onnxruntime")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    inputs = {i.name for i in sess.get_inputs()}
-    outs = sess.run(names, {k: v for k, v in feeds.items() if k in inputs})
-    return dict(zip(names, outs, strict=True))
+    return dict(zip(names, run_session(sess, feeds, chunk, names), strict=True))
 
 
 def source_module(node, initializers: set[str]) -> str | None:
@@ -71,8 +72,9 @@ def _upstream_layers(model, layer_outputs: set[str]) -> dict[str, set[str]]:
     return result
 
 
-def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray]) -> list[dict]:
-    """One row per quantized layer, worst (most error introduced) first."""
+def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray], chunk: int | None = None) -> list[dict]:
+    """One row per quantized layer, worst (most error introduced) first. The samples of `feeds` are run
+    `chunk` at a time (a fixed-batch model: its batch at a time, whatever `chunk` says)."""
     onnx = require("onnx", "onnx")
     ref_model, q_model = onnx.load(str(fp32)), onnx.load(str(quantized))
     q_outputs = {o for n in q_model.graph.node for o in n.output}
@@ -114,8 +116,8 @@ def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray]) -> l
         return t
 
     q_names = [dequantized(o) for o in outs]
-    ref = _run(_with_outputs(ref_model, outs), feeds, outs)
-    act_q = _run(_with_outputs(q_model, q_names), feeds, q_names)
+    ref = _run(_with_outputs(ref_model, outs), feeds, outs, chunk)
+    act_q = _run(_with_outputs(q_model, q_names), feeds, q_names, chunk)
     act = {o: act_q[q] for o, q in zip(outs, q_names, strict=True)}
     sqnr = {o: _sqnr(ref[o], act[o]) for o in outs}
     upstream = _upstream_layers(ref_model, set(outs))

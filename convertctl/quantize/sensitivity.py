@@ -138,12 +138,13 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
     `quantize_weight`'s; with `qdq` (the emitted Q/DQ model), that model's own INT8 weights and scales,
     which differ only where ONNX Runtime enlarged a channel's scale so that its INT32 bias fits
     (`qdq_u8s8`, channels with near-zero weights). The first `max_samples` samples are run, `chunk`
-    at a time (the model's batch limit). `reduce_range`: 7-bit weights, as the emission for CPUs without VNNI."""
+    at a time (the model's batch limit; a fixed-batch model: its batch at a time). `reduce_range`: 7-bit
+    weights, as the emission for CPUs without VNNI."""
     onnx = require("onnx", "onnx")
     ort = require("onnxruntime", "onnxruntime")
     from onnx import numpy_helper
 
-    from convertctl.data.batching import run_in_chunks
+    from convertctl.quantize.batches import run_session
 
     model = onnx.load(str(fp32))
     graph = model.graph
@@ -168,9 +169,7 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
 
     def run(model_bytes: bytes) -> tuple[list[str], list[np.ndarray]]:
         sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        names = {i.name for i in sess.get_inputs()}
-        part = {k: v[:n] for k, v in feeds.items() if k in names}
-        outs = run_in_chunks(lambda p: [np.asarray(o) for o in sess.run(None, p)], part, chunk)
+        outs = run_session(sess, {k: v[:n] for k, v in feeds.items()}, chunk)
         return [o.name for o in sess.get_outputs()], outs
 
     out_names, ref = run(model.SerializeToString())

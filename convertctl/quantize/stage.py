@@ -22,6 +22,7 @@ from convertctl.report.manifest import Comparison
 # same top 6, and the same suggestions, on 8, 16, 32 and all 91 held-out views; its 50 layers take 4.6 s on 8
 # samples on 2 cores (11 s while another run shares them), 16 samples twice that.
 SENSITIVITY_SAMPLES = 8
+QDQ_EMISSIONS = ("qdq_u8s8", "qdq_u8u8", "qdq_s8")
 
 
 @dataclass
@@ -37,23 +38,36 @@ class QuantizeResult:
 def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cache_dir: Path, feeds, output_names,
                  fp32_outputs, chunk) -> QuantizeResult:
     from convertctl.evaluate.compare import compare
+    from convertctl.model import companion_files
+    from convertctl.quantize.batches import run_session
     from convertctl.quantize.emit import emit_fp16, emit_qdq
     from convertctl.quantize.histograms import layer_histograms
     from convertctl.quantize.histograms import summary as histogram_summary
     from convertctl.quantize.layers import layer_errors, suggested_exclusions
+    from convertctl.quantize.opset import upgrade_for_qdq
     from convertctl.quantize.qdq_validator import format_findings, validate_qdq
     from convertctl.quantize.sensitivity import weight_sensitivity
     from convertctl.quantize.table import calibrate
-    from convertctl.targets.onnxruntime import run_session, session
+    from convertctl.targets.onnxruntime import session
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     q = recipe.quantize
     result = QuantizeResult(emissions={"fp32": fp32})
+    # Q/DQ needs opset 13 (per-channel axis): an older model is upgraded and verified first, and every emission,
+    # and the calibration table they share, is made from the upgraded model. FP32 targets keep the original.
+    base, upgrade = fp32, None
+    if needed & set(QDQ_EMISSIONS):
+        upgrade = upgrade_for_qdq(fp32, folder, feeds, chunk, recipe.verify.tolerances["fp32"])
+    if upgrade is not None:
+        base = upgrade.path
+        result.outputs += companion_files(upgrade.path)
+        result.findings.append(upgrade.finding)
+        result.details["opset_upgrade"] = upgrade.details
     table = None
     if calib is not None:
         spec = recipe.calibration
-        table = calibrate(fp32, lambda: (s.feeds for s in calib.calibration()), calib.sha256, spec.method,
+        table = calibrate(base, lambda: (s.feeds for s in calib.calibration()), calib.sha256, spec.method,
                           spec.percentile, cache_dir, recipe.name)
         for f in (table.path, table.path.with_name(table.path.name.replace(".json", ".meta.json"))):
             shutil.copyfile(f, folder / f.name.replace(f"{recipe.name}.", ""))
@@ -68,18 +82,22 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
     for name in sorted(needed - {"fp32"}, key=order.index):
         out = folder / f"model.{name}.onnx"
         if name == "fp16":
-            info = emit_fp16(fp32, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
+            info = emit_fp16(base, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
         elif name == "qdq_u8s8":
             form, why = u8s8_form(recipe.targets)
-            info = emit_qdq(fp32, table, out, name, q.exclude_ops, q.exclude_nodes,
+            info = emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes,
                             reduce_range=form == "u8s8_reduce_range")
             info.update(int8_form=form, int8_form_reason=why)
             result.findings.append(f"qdq_u8s8: {form} ({why})")
         else:
-            info = emit_qdq(fp32, table, out, name, q.exclude_ops, q.exclude_nodes)
+            info = emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes)
+        if upgrade is not None:
+            info["opset"] = upgrade.details["to_opset"]
         result.emissions[name] = out
         result.outputs.append(out)
-        actual = run_session(session(out), feeds, chunk)
+        # the emission's own numbers, without ONNX Runtime's layout transformations (level "all"), which crash
+        # natively on some FP16 graphs; each target verifies again at its own level
+        actual = run_session(session(out, level="extended"), feeds, chunk)
         result.verification.append(compare(f"fp32 onnx ({name})", output_names, fp32_outputs, actual))
         if name == "qdq_s8":  # TensorRT's rules, checked whether or not TensorRT is installed
             report = validate_qdq(out)
@@ -88,17 +106,19 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
             result.findings.append(f"qdq_s8 {verdict} TensorRT's Q/DQ rules" +
                                    "".join(f"; {line}" for line in format_findings(report)[:5]))
         result.details[name] = info
+    if upgrade is not None:  # after the emissions: the terminal shows the first comparison, the INT8 one
+        result.verification.append(upgrade.comparison)
     qdq = next((result.emissions[n] for n in ("qdq_u8s8", "qdq_s8") if n in result.emissions), None)
     if qdq is not None:
         evaluation = {k: v[: min(len(v), 32)] for k, v in feeds.items()}  # a bounded slice (views, no copies)
-        rows = layer_errors(fp32, qdq, evaluation)
+        rows = layer_errors(base, qdq, evaluation, chunk)
         (folder / "layer_errors.json").write_text(json.dumps(rows, indent=2) + "\n")
         result.outputs.append(folder / "layer_errors.json")
         # Which layers to keep in float: the sensitivity ranking (one layer's INT8 weights at a time, model
         # outputs vs FP32), not the introduced-dB one above, which misses error amplified downstream.
         t_sens = time.perf_counter()
         reduced = qdq == result.emissions.get("qdq_u8s8") and result.details["qdq_u8s8"].get("reduce_range", False)
-        sens = weight_sensitivity(fp32, evaluation, max_samples=SENSITIVITY_SAMPLES, chunk=chunk, qdq=qdq,
+        sens = weight_sensitivity(base, evaluation, max_samples=SENSITIVITY_SAMPLES, chunk=chunk, qdq=qdq,
                                   reduce_range=reduced)
         sens_seconds = round(time.perf_counter() - t_sens, 3)
         (folder / "sensitivity.json").write_text(json.dumps(sens, indent=2) + "\n")
@@ -110,7 +130,7 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
             result.findings.append("most sensitive layers (paste into quantize.exclude_nodes to keep them in "
                                    "float): " + json.dumps(suggested))
         if table is not None:  # the worst layers' input distributions against their clipping ranges
-            doc = layer_histograms(fp32, qdq, table.ranges(), rows, evaluation)
+            doc = layer_histograms(base, qdq, table.ranges(), rows, evaluation, chunk=chunk)
             (folder / "histograms.json").write_text(json.dumps(doc) + "\n")
             result.outputs.append(folder / "histograms.json")
             result.details["histograms"] = histogram_summary(doc)

@@ -81,7 +81,8 @@ def calibrate(model_path: Path, batches: Callable[[], Iterable[dict]], data_sha2
               percentile: float, cache_dir: Path, name: str, chunk: int = 16) -> CalibrationTable:
     """Collect (or reuse) activation ranges of every float tensor of `model_path`.
 
-    `batches()` yields feeds of single samples; they are fed to the calibrator `chunk` at a time. A cached pair
+    `batches()` yields feeds of single samples; they are fed to the calibrator `chunk` at a time, one sample per
+    run (a model with a fixed batch b > 1: b per run, quantize/batches.model_runs). A cached pair
     that is stale, corrupt or unreadable is recalibrated and rewritten (the reason in `invalidated`); a cache
     folder that cannot be written is bypassed (calibrated into a temporary folder, also said in `invalidated`).
     """
@@ -153,6 +154,8 @@ _RECORDED = ("model_sha256", "data_sha256", "method", "num_samples", "tensors", 
 
 def _compute(model_path: Path, batches, method: str, percentile: float, folder: Path, name: str, chunk: int,
              meta: dict, invalidated: str | None) -> CalibrationTable:
+    from convertctl.quantize.batches import model_runs
+
     calib = require("onnxruntime.quantization.calibrate", "onnxruntime")
     table_path, meta_path = _paths(folder, name)
     extra = {"percentile": percentile} if method == "percentile" else {}
@@ -162,9 +165,9 @@ def _compute(model_path: Path, batches, method: str, percentile: float, folder: 
             calibrate_method=ort_method(method), extra_options=extra,
         )
         count, pending = 0, []
-        for feeds in batches():
+        for feeds, samples in model_runs(batches(), _fixed_batch(model_path)):
             pending.append(feeds)
-            count += 1
+            count += samples
             if len(pending) == chunk:  # bounded memory: the calibrator merges each chunk into its statistics
                 calibrator.collect_data(_ListReader(pending))
                 pending = []
@@ -192,6 +195,14 @@ def _compute(model_path: Path, batches, method: str, percentile: float, folder: 
         invalidated = "; ".join(filter(None, [invalidated, f"the calibration cache folder {folder} could not be "
                                               f"written ({type(exc).__name__}: {exc.strerror or exc}): not cached"]))
     return CalibrationTable(table_path, meta, reused=False, invalidated=invalidated)
+
+
+def _fixed_batch(model_path: Path) -> int | None:
+    """The batch every run of the model must have when its inputs fix their first dim (else None)."""
+    from convertctl.model import describe
+    from convertctl.quantize.batches import fixed_batch
+
+    return fixed_batch([i.shape for i in describe(model_path).inputs])
 
 
 def _write_atomic(path: Path, text: str) -> None:
