@@ -62,22 +62,26 @@ def _now() -> str:
 
 
 def _effective_inputs(recipe, onnx_source_io):
-    """A recipe may omit inputs for an ONNX source: they are read from the model."""
-    from convertctl.recipe import DimRange
+    """A recipe may omit inputs for an ONNX source: they are read from the model, each dynamic dim named as
+    data/dims.py says (`batch` at axis 0, `<input>_<axis>` for the others when the model gives no usable name)."""
+    from convertctl.data.inputs import inputs_from_model
 
     if recipe.inputs or onnx_source_io is None:
-        return recipe.inputs
-    known = {"float32", "float16", "float64", "int64", "int32", "uint8", "bool"}
-    specs = []
-    for t in onnx_source_io.inputs:
-        # unnamed or non-identifier dynamic dims get a usable name
-        shape = [d if isinstance(d, int) or d.isidentifier() else f"dim{i}" for i, d in enumerate(t.shape)]
-        for d in shape:
-            if isinstance(d, str):
-                recipe.dims.setdefault(d, DimRange())
-        specs.append(model_input_spec(dict(name=t.name, shape=shape or [1],
-                                           dtype=t.dtype if t.dtype in known else "float32")))
-    return specs
+        return recipe.inputs, []
+    declared, notes = inputs_from_model(onnx_source_io.inputs)
+    return [model_input_spec(d) for d in declared], notes
+
+
+def _onnx_inputs(path: Path):
+    """(the ONNX model's inputs as model.describe() gives them, its metadata_props), from one read of the file."""
+    from types import SimpleNamespace
+
+    from convertctl.model import _tensor_info, load_proto
+
+    proto = load_proto(path)
+    inits = {i.name for i in proto.graph.initializer}
+    io = SimpleNamespace(inputs=[_tensor_info(i) for i in proto.graph.input if i.name not in inits])
+    return io, {p.key: p.value for p in proto.metadata_props}
 
 
 def model_input_spec(declared: dict):
@@ -102,7 +106,9 @@ class Run(StageCaching):
         self.recipe = recipe
         self.recipe_sha = recipe_sha
         self.recipe_path = recipe_path
-        self.reporter = reporter or Reporter()
+        from convertctl.supervisor import Breadcrumbs
+
+        self.reporter = Breadcrumbs(reporter or Reporter())  # each stage noted: a native crash names it
         final = output or recipe.output or Path("out") / recipe.name
         self.out = OutputFolder(final)
         self.stages: list[StageRecord] = []
@@ -126,27 +132,46 @@ class Run(StageCaching):
         return override or self.recipe.verify.tolerances[precision]
 
     # -- stages ----------------------------------------------------------------------------------
+    def _resolve_inputs(self) -> None:
+        """The inputs to feed (the recipe's, or the model's own) and a size for every dynamic dim (data/inputs.py):
+        a dim without one stops the run here (exit 2), before any work. Done once: in the preflight when the inputs
+        are known without a child process (an ONNX source, or a recipe that lists them), else after reading the
+        Paddle/TensorFlow model's signature."""
+        from convertctl.data.inputs import resolve_dims
+
+        if getattr(self, "inputs", None) is not None:
+            return
+        src = self.recipe.source
+        source_io, metadata = None, {}
+        if src.framework == "onnx":
+            source_io, metadata = getattr(self, "_onnx_io", None) or _onnx_inputs(src.path)
+        if src.framework in ("paddle", "tensorflow") and not self.recipe.inputs:
+            self._inputs_from_signature()
+        inputs, notes = _effective_inputs(self.recipe, source_io)
+        notes += resolve_dims(self.recipe, inputs, metadata)
+        self.messages.extend(notes)
+        self.inputs = inputs
+
     def _samples(self):
         from convertctl.data.batching import chunk_size
         from convertctl.data.samples import build_samples
-        from convertctl.model import describe
 
-        source_io = describe(self.recipe.source.path) if self.recipe.source.framework == "onnx" else None
-        if self.recipe.source.framework in ("paddle", "tensorflow") and not self.recipe.inputs:
-            self._inputs_from_signature()
-        self.inputs = _effective_inputs(self.recipe, source_io)
+        self._resolve_inputs()
         self.chunk = chunk_size(self.inputs, self.recipe.dims)
         self.calib, self.labels = None, None
         self.samples_path = self.dir / "samples.npz"
         if self.recipe.calibration is not None:
+            from convertctl.data.batching import stack
             from convertctl.quantize.calib_data import CalibrationData
-            from convertctl.quantize.stage import stack_samples
 
             self.calib = CalibrationData(self.recipe.calibration, self.inputs, self.recipe.dims,
                                          self.recipe.samples.preprocess)
             self.messages.extend(self.calib.notes)
             if self.calib.num_evaluation:  # the held-out split verifies every artifact (with labels, if any)
-                self.feeds, self.labels = stack_samples(self.calib.evaluation())
+                held = list(self.calib.evaluation())  # stacked along each input's batch axis
+                self.feeds = stack([s.feeds for s in held], {spec.name: spec.batch_axis for spec in self.inputs})
+                labels = [s.label for s in held]
+                self.labels = np.asarray(labels) if all(label is not None for label in labels) else None
                 np.savez(self.samples_path, **self.feeds)
                 self.samples_record = SamplesRecord(
                     description=f"{self.calib.num_evaluation} held-out samples: {self.calib.description}",
@@ -165,17 +190,17 @@ class Run(StageCaching):
 
     def _inputs_from_signature(self):
         """A Paddle/TF recipe without `inputs` takes them from the model (a short child process of its own)."""
+        from convertctl.data.inputs import infer_batch_axes
         from convertctl.frontends.framework import describe_inputs
-        from convertctl.recipe import DimRange
 
         self.reporter.start("export", f"reading the {self.recipe.source.framework} model's inputs")
-        specs = [model_input_spec(d) for d in describe_inputs(self.recipe, self.dir / "export")]
+        declared = describe_inputs(self.recipe, self.dir / "export")
+        notes = infer_batch_axes(declared)
+        specs = [model_input_spec(d) for d in declared]
         self.recipe.inputs = specs
-        for spec in specs:
-            for d in spec.dynamic_dims:
-                self.recipe.dims.setdefault(d, DimRange())
         self.messages.append("inputs read from the model: " + "; ".join(
             f"{s.name} {s.shape} {s.dtype}" for s in specs) + " (set `inputs` in a recipe to choose shapes and ranges)")
+        self.messages.extend(notes)
 
     def _export(self):
         from convertctl.evaluate.compare import compare
@@ -365,6 +390,7 @@ class Run(StageCaching):
         from convertctl.evaluate.accuracy import accuracy_record
         from convertctl.evaluate.compare import compare
         from convertctl.recipe import explicit_dim_ranges
+        from convertctl.supervisor import crashed_targets
         from convertctl.targets import registry
         from convertctl.targets.base import BuildContext
 
@@ -377,6 +403,17 @@ class Run(StageCaching):
             return
         folder = self.dir / "targets" / spec.id
         record.built_from = target.emission(spec)
+        crash = crashed_targets().get(spec.id)
+        if crash:  # an earlier attempt of this command died natively in this target (supervisor.py)
+            record.status, record.reason = "error", crash + (
+                "; try graph_optimization_level: extended (or basic) for this target" if spec.runtime == "onnxruntime"
+                else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "ERROR.txt").write_text(record.reason + "\n")
+            record.files = self._files([folder / "ERROR.txt"])
+            self.artifacts.append(record)
+            self.reporter.finish(record)
+            return
         calib = self.calib
         tolerance = self._tolerance(spec.precision, spec.tolerance)
         ctx = BuildContext(
@@ -433,11 +470,40 @@ class Run(StageCaching):
                 record.reason += (f"; no engine built: build kit in targets/{record.id}/ (trtexec commands for "
                                   f"{', '.join(built.settings.get('trtexec', {})) or 'no TensorRT version'}, "
                                   "recipe.yaml, kit.json)")
+                if record.built_from != "fp32":
+                    self._judge_kit_input(record, spec)
             except ConvertctlError as exc:
                 record.status, record.reason = "error", exc.message + (f" ({exc.hint})" if exc.hint else "")
             record.seconds = round(time.perf_counter() - t0, 3)
         self.artifacts.append(record)
         self.reporter.finish(record)
+
+    def _judge_kit_input(self, record, spec) -> None:
+        """A kit ships a reduced-precision ONNX (the Q/DQ model) without an engine: that ONNX is judged against the
+        source model by the precision's gate, in ONNX Runtime, so a kit built from a model that fails it fails
+        the run (exit 4) instead of shipping quietly. The engine itself is not judged: it was not built."""
+        from convertctl.data.batching import run_in_chunks
+        from convertctl.evaluate.compare import compare
+        from convertctl.targets.onnxruntime import run_session, session
+
+        model = self.emissions[record.built_from]
+        sess = session(model, level="extended")
+        actual = run_in_chunks(lambda feeds: run_session(sess, feeds), self.feeds, self.chunk)
+        gate = compare(f"{self.reference_name} (the kit's {record.built_from} ONNX in onnxruntime; no engine built)",
+                       self.output_names, self.reference, actual, self._tolerance(spec.precision, spec.tolerance))
+        record.verification = [gate]
+        if gate.passed is False:
+            record.status = "failed"
+            record.reason = (f"the {record.built_from} ONNX this kit builds from fails the {spec.precision} gate: "
+                             + "; ".join(gate.failures) + f" ({record.reason})")
+
+    def _flag_unrewarding(self):
+        """INT8/FP16 artifacts slower or larger than their FP32 counterpart: a note in the manifest and terminal."""
+        from convertctl.evaluate.worth import worth_findings
+
+        onnx = self.dir / self.onnx.name
+        size = sum(f.stat().st_size for f in [onnx, *onnx.parent.glob(onnx.name + ".data")] if f.is_file())
+        self.messages += worth_findings(self.artifacts, self.latency_baseline, size or None)
 
     def _latency(self):
         """Time the baseline (the final FP32 ONNX in ONNX Runtime, default session options), then every artifact
@@ -457,7 +523,8 @@ class Run(StageCaching):
                 return
             specs = {spec.id: spec for spec in self.recipe.targets}
             common = {"samples": self.samples_path, "workdir": self.dir / "latency", "batch": batch,
-                      "warmup": cfg.warmup, "runs": cfg.runs, "timeout_s": cfg.timeout_s}
+                      "warmup": cfg.warmup, "runs": cfg.runs, "timeout_s": cfg.timeout_s,
+                      "batch_axes": {spec.name: spec.batch_axis for spec in self.inputs}}
             # `_baseline` cannot be a target id (ids start with a letter or digit): no clash of file names
             self.latency_baseline = self._time("baseline", BASELINE, name="_baseline", model=self.dir / self.onnx.name,
                                                **common)
@@ -481,15 +548,20 @@ class Run(StageCaching):
 
     def _latency_batch(self, batch: int) -> tuple[int, str | None]:
         """The batch to time (a fixed first dim wins over `verify.latency.batch`) and why it cannot fit, if so."""
+        from convertctl.data.dims import fixed_batch_sizes
         from convertctl.recipe import latency_batch_problem
 
-        fixed = {spec.name: spec.shape[0] for spec in self.inputs if isinstance(spec.shape[0], int)}
+        if all(spec.batch_axis is None for spec in self.inputs):
+            return 1, None  # nothing is batched: every call gets the inputs as given
+        fixed = fixed_batch_sizes(self.inputs, self.recipe.dims)
         if len(set(fixed.values())) > 1:
-            return batch, f"the inputs have different fixed first dims ({fixed}): no batch fits them all"
+            return batch, f"the inputs have different fixed batch dims ({fixed}): no batch fits them all"
         if fixed and batch not in fixed.values():
             name, first = next(iter(fixed.items()))
+            spec = next(s for s in self.inputs if s.name == name)
+            what = "first dim" if spec.batch_axis == 0 else f"batch dim (axis {spec.batch_axis})"
             self.messages.append(f"verify.latency.batch {batch} changed to {first}: input {name!r} has a fixed "
-                                 f"first dim of {first}")
+                                 f"{what} of {first}")
             batch = first
         return batch, latency_batch_problem(self.inputs, self.recipe.dims, batch)
 
@@ -524,13 +596,22 @@ class Run(StageCaching):
         images = self.recipe.samples.images
         if images is not None and not images.is_dir():
             raise UsageError(f"image folder not found: {images}", hint="run `make data`, or fix samples.images")
+        if src.framework == "onnx" or self.recipe.inputs:  # dims without a size stop the run before anything is written
+            if src.framework == "onnx":
+                try:
+                    self._onnx_io = _onnx_inputs(src.path)
+                except ConvertctlError:
+                    return  # reading the inputs says what is wrong with the model, with the partial output kept
+            self._resolve_inputs()
 
     def execute(self) -> Manifest:
+        from convertctl import supervisor
         from convertctl.processes import Interrupted
 
         started, t0 = _now(), time.perf_counter()
         self._preflight()
         self.dir = self.out.open(protected=self._read_paths())
+        supervisor.note(stage="start", staging=self.out.staging, output=self.out.final, protected=self.out.protected)
         try:
             return self._stages(started, t0)
         except Interrupted:
@@ -573,6 +654,7 @@ class Run(StageCaching):
                     self._cached(f"build/{spec.id}", lambda spec=spec: self._build_key(spec),
                                  lambda spec=spec: self._build_target(spec), [f"targets/{spec.id}"])
                 self._latency()
+                self._flag_unrewarding()
             checkpoint()
         except _GateFailed as gate:
             self.messages.append(str(gate))
@@ -619,10 +701,10 @@ class Run(StageCaching):
         statuses = [a.status for a in self.artifacts]
         if unsupported:  # check.fail_fast stopped the run: nothing was built
             status, code = "error", EXIT_UNSUPPORTED_OPERATOR
+        elif "error" in statuses:  # an error outranks a gate: the run did not finish what it was asked
+            status, code = "error", EXIT_INTERNAL
         elif gate_failed or "failed" in statuses:
             status, code = "failed", EXIT_ACCURACY_GATE
-        elif "error" in statuses:
-            status, code = "error", EXIT_INTERNAL
         elif "skipped" in statuses:
             status, code = "partial", EXIT_OK
         else:

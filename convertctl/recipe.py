@@ -43,17 +43,26 @@ def _dim(value):
 Dim = Annotated[int | str, BeforeValidator(_dim)]  # per item, so an error names `inputs[0].shape[2]`
 
 # Random integer samples are drawn in [low, high] of the dtype; values outside it would wrap around.
-_INT_RANGE = {"uint8": (0, 255), "int32": (-2**31, 2**31 - 1), "int64": (-2**63, 2**63 - 2)}
+_INT_RANGE = {"uint8": (0, 255), "int8": (-128, 127), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1),
+              "int64": (-2**63, 2**63 - 2)}
 _FLOAT_MAX = {"float16": 65504.0, "float32": 3.4028234663852886e38}
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+DType = Literal["float32", "float16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
 
 
 class InputSpec(Strict):
-    """One model input. Symbolic dims (strings such as `batch`) become dynamic ONNX dims."""
+    """One model input. Symbolic dims (strings such as `batch`) become dynamic ONNX dims.
+
+    The samples are stacked along `batch_axis` (0 by default; `null`: the input is not batched, every run gets the
+    same tensor, e.g. a sample rate or a recurrent state fed as given). `shape: []` is a scalar (never batched).
+    `value` fills every element with one number (a sample rate, a zero state); otherwise random data in `range`."""
 
     name: str
-    shape: list[Dim] = Field(min_length=1)
-    dtype: Literal["float32", "float16", "float64", "int64", "int32", "uint8", "bool"] = "float32"
+    shape: list[Dim] = Field(max_length=64)  # [] = a scalar
+    dtype: DType = "float32"
     range: tuple[float, float] = (0.0, 1.0)  # value range of random samples when no data is given
+    value: float | int | bool | None = None  # a fixed value for every element, instead of random data
+    batch_axis: int | None = 0  # the axis samples are stacked along; null = not batched (fed as given)
 
     @field_validator("range")
     @classmethod
@@ -74,9 +83,58 @@ class InputSpec(Strict):
             raise ValueError(f"range [{lo}, {hi}] does not fit {dtype} (at most {_FLOAT_MAX[dtype]:g} in size)")
         return value
 
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value, info: ValidationInfo):
+        if value is None:
+            return value
+        dtype = info.data.get("dtype", "float32")
+        if dtype == "bool":
+            if value not in (0, 1):  # True/False, 0/1
+                raise ValueError(f"value {value!r} of a bool input must be true or false")
+            return bool(value)
+        if isinstance(value, bool):
+            raise ValueError(f"value {value!r} is a boolean; a {dtype} input takes a number")
+        if not math.isfinite(value):
+            raise ValueError(f"value {value} must be a finite number")
+        if dtype in _INT_RANGE:
+            bottom, top = _INT_RANGE[dtype]
+            if not float(value).is_integer() or not bottom <= value <= top:
+                raise ValueError(f"value {value} does not fit {dtype} (whole numbers {bottom}..{top})")
+            return int(value)
+        if dtype in _FLOAT_MAX and abs(value) > _FLOAT_MAX[dtype]:
+            raise ValueError(f"value {value} does not fit {dtype} (at most {_FLOAT_MAX[dtype]:g} in size)")
+        return value
+
+    @model_validator(mode="after")
+    def _batch_axis(self):
+        if not self.shape and "batch_axis" not in self.model_fields_set:
+            self.batch_axis = None  # a scalar has no axis to stack samples along
+        if self.batch_axis is not None and not 0 <= self.batch_axis < len(self.shape):
+            if not self.shape:
+                raise ValueError(f"batch_axis {self.batch_axis}: a scalar (shape []) has no axis to batch along; "
+                                 "use null (the same value for every run)")
+            raise ValueError(f"batch_axis {self.batch_axis} is not an axis of shape {list(self.shape)}: give "
+                             f"0..{len(self.shape) - 1}, or null (not batched: the same tensor for every run)")
+        return self
+
     @property
     def dynamic_dims(self) -> list[str]:
         return [d for d in self.shape if isinstance(d, str)]
+
+
+def _dim_range(value):
+    """`dims: {x_2: 640}` is a fixed value: min = opt = max = 640. A range whose min or opt is above the default
+    max (8) gets max = the larger of them, so `{opt: 640}` means 1..640..640."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"min": value, "opt": value, "max": value}
+    if isinstance(value, dict) and "max" not in value:
+        given = [v for v in (value.get("min"), value.get("opt")) if isinstance(v, int) and not isinstance(v, bool)]
+        if given and max(given) > 8:
+            return {**value, "max": max(given)}
+    return value
 
 
 class DimRange(Strict):
@@ -92,6 +150,14 @@ class DimRange(Strict):
         if not self.min <= opt <= self.max:
             raise ValueError(f"need min <= opt <= max, got {self.min}, {opt}, {self.max}")
         return self
+
+    @property
+    def value(self) -> int:
+        """The size the samples have along this dim: opt, else min."""
+        return self.opt if self.opt is not None else self.min
+
+
+DimEntry = Annotated[DimRange, BeforeValidator(_dim_range)]
 
 
 class Samples(Strict):
@@ -175,9 +241,9 @@ class OptimizeOptions(Strict):
 
 def _default_tolerances() -> dict[str, Tolerance]:
     return {
-        "fp32": Tolerance(min_cosine=0.9999, max_abs=1e-2, min_top1_agreement=1.0),
-        "fp16": Tolerance(min_cosine=0.999, min_top1_agreement=0.9),
-        "int8": Tolerance(min_cosine=0.99, min_top1_agreement=0.9),
+        "fp32": Tolerance(min_cosine=0.9999, max_abs=1e-2, min_top1_agreement=1.0, atol=1e-5, rtol=1e-3),
+        "fp16": Tolerance(min_cosine=0.999, min_top1_agreement=0.9, atol=1e-3, rtol=1e-2),
+        "int8": Tolerance(min_cosine=0.99, min_top1_agreement=0.9, atol=1e-3, rtol=1e-2),
     }
 
 
@@ -233,7 +299,7 @@ class Recipe(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     source: Source
     inputs: list[InputSpec] = Field(default_factory=list)
-    dims: dict[str, DimRange] = Field(default_factory=dict)
+    dims: dict[str, DimEntry] = Field(default_factory=dict)
     samples: Samples = Field(default_factory=Samples)
     export: ExportOptions = Field(default_factory=ExportOptions)
     optimize: OptimizeOptions = Field(default_factory=OptimizeOptions)
@@ -255,6 +321,9 @@ class Recipe(Strict):
         for i in self.inputs:
             for d in i.dynamic_dims:
                 self.dims.setdefault(d, DimRange())
+        problem = unknown_dims_problem(self.inputs, self.dims) if self.inputs else None  # else: once read
+        if problem:
+            raise ValueError(problem)
         if self.samples.input and names and self.samples.input not in names:
             raise ValueError(f"samples.input {self.samples.input!r} is not one of the inputs {names}")
         if "stages" not in self.model_fields_set and not self.targets:
@@ -312,15 +381,32 @@ def explicit_dim_ranges(recipe: Recipe) -> dict[str, tuple[int, int, int]]:
 
 
 def latency_batch_problem(inputs, dims, batch: int) -> str | None:
-    """Why `verify.latency.batch` does not fit the range `dims` gives a symbolic first dim, else None.
+    """Why `verify.latency.batch` does not fit the range `dims` gives a symbolic batch dim, else None.
 
-    A fixed first dim is not checked here: the measurement uses that dim instead (and says so)."""
+    A fixed batch dim (an int, or a batch dim another input uses as a plain dim) is not checked here: the
+    measurement uses that size instead (and says so)."""
+    from convertctl.data.dims import fixed_batch_sizes
+
+    fixed = fixed_batch_sizes(inputs, dims)
     for spec in inputs:
-        first = spec.shape[0]
+        if spec.batch_axis is None or spec.name in fixed:
+            continue
+        first = spec.shape[spec.batch_axis]
         if isinstance(first, str) and first in dims and not dims[first].min <= batch <= dims[first].max:
             return (f"verify.latency.batch {batch} does not fit input {spec.name!r}: dims.{first} allows "
                     f"{dims[first].min}..{dims[first].max}")
     return None
+
+
+def unknown_dims_problem(inputs, dims) -> str | None:
+    """`dims.NAME` for a name no input has: it would be accepted and ignored, so it is an error."""
+    used = list(dict.fromkeys(d for spec in inputs for d in spec.dynamic_dims))
+    unknown = [name for name in dims if name not in used]
+    if not unknown:
+        return None
+    have = ", ".join(used) if used else "none: every dim is fixed"
+    return (f"dims.{unknown[0]}: no input has a dim of that name{f' (nor {len(unknown) - 1} more)' if len(unknown) > 1 else ''}"
+            f"; the inputs' dynamic dims are: {have}")
 
 
 def format_validation_error(err: ValidationError) -> str:
@@ -358,22 +444,28 @@ def parse_recipe(data: Any, base: Path, origin: str = "recipe") -> Recipe:
     return recipe.resolve_paths(base)
 
 
-def feed_shape(shape, dims, first: int) -> list[int]:
-    """An input's shape as the samples have it: `first` along dim 0, a symbolic dim at its opt (or min)."""
+def feed_shape(spec, dims, count: int) -> list[int]:
+    """An input's shape as the samples have it: `count` along its batch axis (none for an unbatched input), a
+    symbolic dim at its value (opt, else min; dims are resolved before samples are made, data/inputs.py)."""
     def value(d):
         r = dims.get(d)
-        return 1 if r is None else (r.opt or r.min)
+        return 1 if r is None else r.value
 
-    return [first if i == 0 else (d if isinstance(d, int) else value(d)) for i, d in enumerate(shape)]
+    shape = [d if isinstance(d, int) else value(d) for d in spec.shape]
+    if spec.batch_axis is not None:
+        shape[spec.batch_axis] = count
+    return shape
 
 
 def budget_problems(recipe: Recipe) -> list[str]:
     """What the recipe's inputs would allocate beyond the tensor budget (limits.tensor_budget), before anything
     is allocated: the verification samples and the latency batch, one `key.path: ...` line each."""
+    from convertctl.data.dims import fixed_batch_sizes
+
     if not recipe.inputs:
         return []  # an ONNX/Paddle/TF source without `inputs`: checked when the samples are built
-    # at most this many: a fixed first dim rounds samples.count down to a multiple of it (data/samples.py)
-    count = max([recipe.samples.count] + [s.shape[0] for s in recipe.inputs if isinstance(s.shape[0], int)])
+    # at most this many: a fixed batch dim rounds samples.count down to a multiple of it (data/samples.py)
+    count = max([recipe.samples.count] + list(fixed_batch_sizes(recipe.inputs, recipe.dims).values()))
     problem = tensor_problem(recipe.inputs, recipe.dims, count, "samples.count")
     if problem is None and recipe.verify.latency.enabled:  # one line: the latency batch is the same inputs again
         problem = tensor_problem(recipe.inputs, recipe.dims, recipe.verify.latency.batch, "verify.latency.batch")
@@ -381,10 +473,10 @@ def budget_problems(recipe: Recipe) -> list[str]:
 
 
 def tensor_problem(inputs, dims, first: int, count_key: str) -> str | None:
-    """Why `first` samples of every input (stacked along dim 0) exceed the tensor budget, else None.
+    """Why `first` samples of every input (stacked along its batch axis) exceed the tensor budget, else None.
     The line names the largest input and the keys that make it smaller."""
     budget = limits.tensor_budget()
-    shapes = [feed_shape(spec.shape, dims, first) for spec in inputs]
+    shapes = [feed_shape(spec, dims, first) for spec in inputs]
     sizes = [limits.nbytes(shape, limits.ITEMSIZE[spec.dtype]) for spec, shape in zip(inputs, shapes, strict=True)]
     if sum(sizes) <= budget:
         return None
@@ -394,7 +486,8 @@ def tensor_problem(inputs, dims, first: int, count_key: str) -> str | None:
             f"{limits.fmt_bytes(sizes[i])}")
     if sizes[i] < sum(sizes):
         what += f" ({limits.fmt_bytes(sum(sizes))} with the other inputs)"
-    keys = [count_key] + [f"dims.{d}.opt" for d in dict.fromkeys(spec.shape[1:]) if isinstance(d, str)]
+    keys = [count_key] + [f"dims.{d}.opt" for d in dict.fromkeys(
+        d for k, d in enumerate(spec.shape) if isinstance(d, str) and k != spec.batch_axis)]
     return (f"inputs[{i}].shape: {what}, more than the tensor budget of {limits.fmt_bytes(budget)}: "
             f"lower {', '.join(keys)} or the fixed dims of inputs[{i}].shape")
 

@@ -80,13 +80,16 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     types = {name: _elem_and_shape(tp) for name, tp in value_types.items() if tp.HasField("tensor_type")}
 
     findings += _dtype_findings(nodes, value_types, sources)
+    from convertctl.data.dims import onnx_input_dims
+
     dynamic_inputs = {}
     for vi in model.graph.input:
         if vi.name in initializers or not vi.type.HasField("tensor_type"):
             continue
-        dims = [d.dim_param or "?" for d in vi.type.tensor_type.shape.dim if not d.HasField("dim_value")]
+        # every dynamic dim under the name --dim and a recipe's dims take (data/dims.py), unnamed ones included
+        dims = [d for d in onnx_input_dims(vi) if isinstance(d, str)]
         if dims:
-            dynamic_inputs[vi.name] = dims
+            dynamic_inputs[vi.name] = list(dict.fromkeys(dims))
     ranges = dict(dim_ranges or {})
     findings += _dynamic_dim_findings(model.graph, initializers, ranges)
     if size > TWO_GB:
@@ -512,24 +515,30 @@ def _dtype_findings(nodes, value_types, sources) -> list[NodeVerdict]:
 
 
 def _dynamic_dim_findings(graph, initializers, ranges) -> list[NodeVerdict]:
+    """One finding per dynamic dim without a range, under the name `--dim` and a recipe's `dims` accept
+    (data/dims.py: the model's own name when it is one, else `batch` / `<input>_<axis>`)."""
+    from convertctl.data.dims import dim_name
+
     out, seen = [], set()
     for vi in graph.input:
         if vi.name in initializers or not vi.type.HasField("tensor_type"):
             continue
         for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
+            raw = d.dim_value if d.HasField("dim_value") else d.dim_param
+            name = dim_name(vi.name, axis, raw)
+            if not isinstance(name, str) or name in ranges or name in seen:
                 continue
-            if d.dim_param:
-                if d.dim_param in ranges or d.dim_param in seen:
-                    continue
-                seen.add(d.dim_param)
-                out.append(NodeVerdict(
-                    node="", op_type="", verdict="conditional", kind="dynamic_dim",
-                    reason=f"input {vi.name!r} axis {axis} is the dynamic dim {d.dim_param!r}, with no range given",
-                    suggestion=f"give dims.{d.dim_param} {{min, opt, max}} in the recipe"))
+            seen.add(name)
+            if isinstance(raw, str) and raw == name:
+                what = f"the dynamic dim {name!r}"
+            elif isinstance(raw, str) and raw:
+                what = f"dynamic ({raw!r}), named {name!r} by convertctl"
             else:
-                out.append(NodeVerdict(
-                    node="", op_type="", verdict="conditional", kind="dynamic_dim",
-                    reason=f"input {vi.name!r} axis {axis} is dynamic and unnamed, with no range given",
-                    suggestion="name it in the recipe's input shape and give dims.<name> {min, opt, max} in the recipe"))
+                what = f"dynamic and unnamed, named {name!r} by convertctl"
+            size = "N" if axis == 0 else "SIZE"
+            out.append(NodeVerdict(
+                node="", op_type="", verdict="conditional", kind="dynamic_dim",
+                reason=f"input {vi.name!r} axis {axis} is {what}, with no range given",
+                suggestion=f"give it a size or range: --dim {name}={size} (or MIN:OPT:MAX), or in a recipe "
+                           f"dims: {{{name}: {size}}} (or {{min, opt, max}})"))
     return out

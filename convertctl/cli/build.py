@@ -5,6 +5,7 @@ import click
 from convertctl.cli.common import (
     cache_options,
     common_options,
+    dim_option,
     is_recipe,
     latency_overrides,
     load_job,
@@ -23,10 +24,11 @@ from convertctl.errors import UsageError
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
 @click.option("--no-optimize", is_flag=True, help="Build from the model as is, without simplification.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
+@dim_option
 @no_latency_option
 @cache_options
 @common_options
-def build(model, targets, precisions, output, no_optimize, inputs, no_latency):
+def build(model, targets, precisions, output, no_optimize, inputs, dims, no_latency):
     """Build MODEL (ONNX or recipe) for each --target; verify and time every artifact in its runtime.
 
     Example: convertctl build model.onnx --target openvino --target onnxruntime -o out/m
@@ -47,5 +49,5 @@ def build(model, targets, precisions, output, no_optimize, inputs, no_latency):
     elif not is_recipe(model):
         raise UsageError("no target given", hint="add --target openvino, --target onnxruntime and/or --target tensorrt")
     stages = ["export", "check", "build"] if no_optimize else ["export", "check", "optimize", "build"]
-    recipe, sha, path = load_job(model, stages=stages, inputs=inputs, overrides=overrides)
+    recipe, sha, path = load_job(model, stages=stages, inputs=inputs, overrides=overrides, dims=dims)
     execute(recipe, sha, path, output)

@@ -32,7 +32,8 @@ _TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".py")
               help="Target to check against: onnxruntime, openvino, tensorrt (repeatable; default for a recipe: "
                    "its targets' runtimes).")
 @click.option("--dim", "dims", multiple=True, metavar="NAME=MIN:OPT:MAX",
-              help="Range of a symbolic dim, e.g. batch=1:4:16 (or batch=1:16); wins over the recipe's `dims`.")
+              help="Range of a symbolic dim, e.g. batch=1:4:16 (or batch=1:16, x_2=640), under the names the "
+                   "check lists (an unnamed dim: batch at axis 0, else <input>_<axis>); wins over the recipe's `dims`.")
 @click.option("-o", "--output", type=click.Path(), help="Also write check.json and check.md to this folder "
                                                        "(and model.onnx, when a recipe was exported).")
 @common_options
@@ -96,8 +97,47 @@ def _check_model_file(model: str, names: list[str], ranges: dict, output: str | 
         raise UsageError(f"{path} is not an ONNX model: `check` takes an ONNX file or a recipe (.yaml)",
                          hint=f"export it first (convertctl export {path} ...), or write a recipe for it "
                               "(convertctl recipe init)")
+    if ranges:
+        _known_dims(ranges, _model_dims(path), f"{path.name}'s inputs")
     report = _run_check(path, names, ranges or None)
     _finish(report, output, extra_code=EXIT_OK)
+
+
+def _model_dims(path: Path) -> dict[str, dict[int, str]]:
+    """Input name -> {axis: dim name} of every dynamic dim of an ONNX model, named as --dim takes them."""
+    from convertctl.data.dims import onnx_input_dims
+    from convertctl.model import load_proto
+
+    graph = load_proto(path).graph
+    inits = {t.name for t in graph.initializer}
+    return {vi.name: {axis: d for axis, d in enumerate(onnx_input_dims(vi)) if isinstance(d, str)}
+            for vi in graph.input if vi.name not in inits and vi.type.HasField("tensor_type")}
+
+
+def _known_dims(ranges: dict, known: dict[str, dict[int, str]], where: str) -> None:
+    """A --dim that names no dim of the model would be ignored: refuse it, listing the names it may take."""
+    names = list(dict.fromkeys(d for axes in known.values() for d in axes.values()))
+    for name in ranges:
+        if name not in names:
+            raise UsageError(f"--dim {name}: no dynamic dim of that name in {where}; its dynamic dims are: "
+                             f"{', '.join(names) or 'none (every dim is fixed)'}")
+
+
+def _onnx_ranges(path: Path, recipe, ranges: dict) -> dict:
+    """The ranges under the ONNX model's own dim names too: a recipe that declares the inputs may name a dim
+    differently from the model (which is checked as it is), or fix it (`[batch, 512]` for the model's
+    [batch, input_1]); the axis tells which is which."""
+    out = dict(ranges)
+    model = _model_dims(path)
+    for spec in recipe.inputs:
+        axes = model.get(spec.name, {})
+        for axis, model_name in axes.items():
+            declared = spec.shape[axis] if axis < len(spec.shape) else None
+            if isinstance(declared, str) and declared in ranges:
+                out.setdefault(model_name, ranges[declared])
+            elif isinstance(declared, int):
+                out.setdefault(model_name, (declared, declared, declared))
+    return out
 
 
 def _check_recipe(recipe_file: str, names: list[str], ranges: dict, output: str | None) -> None:
@@ -112,10 +152,17 @@ def _check_recipe(recipe_file: str, names: list[str], ranges: dict, output: str 
                 names.append(spec.runtime)
     if not names:
         raise UsageError(f"{recipe_file} has no targets", hint="add --target NAME, or a `targets` section")
+    if recipe.inputs and ranges:
+        _known_dims(ranges, {s.name: {a: d for a, d in enumerate(s.shape) if isinstance(d, str)}
+                             for s in recipe.inputs}, f"{recipe_file}'s inputs")
     ranges = {**explicit_dim_ranges(recipe), **ranges}
     if recipe.source.framework == "onnx":  # the ONNX source is used as is: nothing to export
         if not recipe.source.path.is_file():
             raise SourceModelError(f"model file not found: {recipe.source.path}")
+        if ranges and not recipe.inputs:
+            _known_dims(ranges, _model_dims(recipe.source.path), f"{recipe.source.path.name}'s inputs")
+        elif ranges:
+            ranges = _onnx_ranges(recipe.source.path, recipe, ranges)
         report = _run_check(recipe.source.path, names, ranges or None)
         _finish(report, output, extra_code=EXIT_OK)
         return

@@ -56,6 +56,25 @@ def cache_options(fn):
     return wrapper
 
 
+def dim_option(fn):
+    """`--dim NAME=VALUE` (or MIN:MAX, MIN:OPT:MAX) for the commands that run a model: the size (or range) of a
+    dynamic dim, under the name `convertctl check` gives it; wins over a recipe's `dims`."""
+    return click.option("--dim", "dims", multiple=True, metavar="NAME=VALUE",
+                        help="Size of a dynamic dim, e.g. x_2=640 (or a range MIN:OPT:MAX, e.g. batch=1:4:16); the "
+                             "names are those `convertctl check` lists. Wins over the recipe's `dims`.")(fn)
+
+
+def dim_overrides(dims) -> dict:
+    """--dim options -> a `dims` patch for the recipe ({name: {min, opt, max}}); a repeated name: the last wins."""
+    from convertctl.data.dims import parse_dim_option
+
+    out = {}
+    for text in dims or ():
+        name, (lo, opt, hi) = parse_dim_option(text)
+        out[name] = {"min": lo, "opt": opt, "max": hi}
+    return {"dims": out} if out else {}
+
+
 def latency_overrides(no_latency: bool) -> dict:
     return {"verify": {"latency": {"enabled": False}}} if no_latency else {}
 
@@ -74,11 +93,12 @@ def is_recipe(path: str) -> bool:
 
 
 def parse_input(text: str) -> dict:
-    """`name:dim,dim,...[:dtype]`, e.g. `input:batch,3,224,224` or `ids:1,128:int64`."""
+    """`name:dim,dim,...[:dtype]`, e.g. `input:batch,3,224,224` or `ids:1,128:int64`; `sr::int64` is a scalar."""
     parts = text.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise UsageError(f"--input {text!r}: expected NAME:DIM,DIM,...[:DTYPE], e.g. input:batch,3,224,224")
-    dims = [_parse_dim(text, i, d.strip()) for i, d in enumerate(parts[1].split(","))]
+    if len(parts) not in (2, 3) or not parts[0] or (not parts[1] and len(parts) == 2):
+        raise UsageError(f"--input {text!r}: expected NAME:DIM,DIM,...[:DTYPE], e.g. input:batch,3,224,224 "
+                         "(a scalar: NAME::DTYPE, e.g. sr::int64)")
+    dims = [_parse_dim(text, i, d.strip()) for i, d in enumerate(parts[1].split(","))] if parts[1] else []
     spec = {"name": parts[0], "shape": dims}
     if len(parts) == 3:
         spec["dtype"] = parts[2]
@@ -150,8 +170,23 @@ def _override_inputs(declared: list[dict], given: list[dict]) -> list[dict]:
     return list(by_name.values())
 
 
-def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None, weights=None, overrides=None):
-    """Recipe file or model path -> (recipe, sha256, recipe_path). `overrides` patch the recipe dict.
+def recipe_data(recipe) -> dict:
+    """A validated recipe as a dict to patch and validate again, keeping what it left unset where that matters: a
+    dim the recipe gives no range for stays one (it needs a size from the data, and the check reports it), and
+    `samples.preprocess` keeps only the keys it gave (a crop it did not set does not size dynamic dims)."""
+    data = recipe.model_dump(mode="json")
+    data["dims"] = {k: v.model_dump(mode="json", exclude_unset=True) for k, v in recipe.dims.items()}
+    data["samples"]["preprocess"] = recipe.samples.preprocess.model_dump(mode="json", exclude_unset=True)
+    for spec, dumped in zip(recipe.inputs, data["inputs"], strict=True):
+        if "batch_axis" not in spec.model_fields_set:
+            dumped.pop("batch_axis", None)  # a scalar's default (null) is derived from its shape
+    return data
+
+
+def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None, weights=None, overrides=None,
+             dims=()):
+    """Recipe file or model path -> (recipe, sha256, recipe_path). `overrides` patch the recipe dict; `dims` are
+    `--dim` options (they win over the recipe's `dims`).
 
     `stages=None` keeps a recipe's own stages (`run`)."""
     import hashlib
@@ -159,24 +194,50 @@ def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None
 
     from convertctl.recipe import load_recipe, parse_recipe
 
+    dim_patch = dim_overrides(dims)
     if is_recipe(source):
         if framework or weights:
             raise UsageError("--framework and --weights apply to a model file; a recipe sets them under 'source'")
         recipe, sha = load_recipe(Path(source))
-        data = recipe.model_dump(mode="json")
-        # a dim the recipe gives no range for stays one (the check reports dynamic dims without a range)
-        data["dims"] = {k: v.model_dump(mode="json", exclude_unset=True) for k, v in recipe.dims.items()}
+        data = recipe_data(recipe)
         if stages is not None:
             data["stages"] = stages
         data = merge_overrides(data, overrides)
         if inputs:
             data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
+            _drop_unused_dims(data)  # --input x:3,3,32,32 leaves the recipe's dims.batch without a use
+        _check_dim_names(data, dim_patch)
+        data = merge_overrides(data, dim_patch)
         recipe = parse_recipe(data, Path(source).resolve().parent, origin=source)
         return recipe, sha, Path(source)
     data, base = source_recipe(source, inputs, framework, weights)
     if stages is not None:
         data["stages"] = stages
     data = merge_overrides(data, overrides)
+    _check_dim_names(data, dim_patch)
+    data = merge_overrides(data, dim_patch)
     recipe = parse_recipe(data, base, origin="command line")
     sha = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return recipe, sha, None
+
+
+def _declared_dims(data: dict) -> list[str]:
+    return list(dict.fromkeys(d for spec in data.get("inputs") or [] for d in spec.get("shape", [])
+                              if isinstance(d, str)))
+
+
+def _drop_unused_dims(data: dict) -> None:
+    used = set(_declared_dims(data))
+    data["dims"] = {k: v for k, v in (data.get("dims") or {}).items() if k in used}
+
+
+def _check_dim_names(data: dict, dim_patch: dict) -> None:
+    """--dim NAME must name a dim of the inputs when they are declared (a recipe's, or --input); for inputs read
+    from the model the run checks it once it has read them."""
+    if not data.get("inputs") or not dim_patch:
+        return
+    used = _declared_dims(data)
+    for name in dim_patch["dims"]:
+        if name not in used:
+            raise UsageError(f"--dim {name}: no input has a dim of that name; the inputs' dynamic dims are: "
+                             f"{', '.join(used) or 'none (every dim is fixed)'}")

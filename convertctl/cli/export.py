@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from convertctl.cli.common import common_options, load_job
+from convertctl.cli.common import common_options, dim_option, load_job
 from convertctl.cli.run import execute
 
 
@@ -17,8 +17,9 @@ from convertctl.cli.run import execute
 @click.option("--opset", type=int, help="ONNX opset (default: pytorch 18, the dynamo exporter's minimum; paddle 13; "
                                         "tensorflow 17).")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="torch.onnx exporter (auto: dynamo, then legacy).")
+@dim_option
 @common_options
-def export(source, output, inputs, framework, weights, opset, exporter):
+def export(source, output, inputs, framework, weights, opset, exporter, dims):
     """Export SOURCE to ONNX, check it, and verify it against the source framework.
 
     \b
@@ -33,5 +34,5 @@ def export(source, output, inputs, framework, weights, opset, exporter):
     if opset or exporter:
         overrides["export"] = {k: v for k, v in {"opset": opset, "exporter": exporter}.items() if v}
     recipe, sha, path = load_job(source, stages=["export", "check"], inputs=inputs, framework=framework,
-                                 weights=weights, overrides=overrides)
+                                 weights=weights, overrides=overrides, dims=dims)
     execute(recipe, sha, path, output)

@@ -4,7 +4,14 @@ from pathlib import Path
 
 import click
 
-from convertctl.cli.common import common_options, is_recipe, latency_overrides, load_job, no_latency_option
+from convertctl.cli.common import (
+    common_options,
+    dim_option,
+    is_recipe,
+    latency_overrides,
+    load_job,
+    no_latency_option,
+)
 from convertctl.cli.run import execute
 from convertctl.errors import UsageError
 
@@ -23,9 +30,10 @@ from convertctl.errors import UsageError
 @click.option("--num-samples", type=int, help="Calibration samples.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: the recipe's `output`, else out/NAME).")
+@dim_option
 @no_latency_option
 @common_options
-def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples, inputs, output, no_latency):
+def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples, inputs, output, dims, no_latency):
     """Quantize MODEL (ONNX, or a recipe) to INT8 and/or FP16 for every target, from one calibration table.
 
     \b
@@ -67,28 +75,40 @@ def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples
     if calibration.get("data"):
         overrides["calibration"] = calibration
     if recipe_file and not is_recipe(model):
-        recipe, sha, path = _model_with_recipe(model, recipe_file, inputs, overrides)
+        recipe, sha, path = _model_with_recipe(model, recipe_file, inputs, overrides, dims)
     else:
         recipe, sha, path = load_job(model, stages=["export", "check", "optimize", "build"], inputs=inputs,
-                                     overrides=overrides)
+                                     overrides=overrides, dims=dims)
     execute(recipe, sha, path, output)
 
 
-def _model_with_recipe(model: str, recipe_file: str, inputs, overrides):
+def _model_with_recipe(model: str, recipe_file: str, inputs, overrides, dims=()):
     """An ONNX model quantized with a recipe's settings: the recipe, with its source swapped for MODEL."""
     import hashlib
     import json
 
-    from convertctl.cli.common import _override_inputs, merge_overrides, parse_input
+    from convertctl.cli.common import (
+        _check_dim_names,
+        _drop_unused_dims,
+        _override_inputs,
+        dim_overrides,
+        merge_overrides,
+        parse_input,
+        recipe_data,
+    )
     from convertctl.recipe import load_recipe, parse_recipe
 
     loaded, _ = load_recipe(Path(recipe_file))
-    data = loaded.model_dump(mode="json")
+    data = recipe_data(loaded)  # keeps what the recipe left unset (dims without a range)
     data["source"] = {"framework": "onnx", "path": str(Path(model).resolve())}
     data["stages"] = ["export", "check", "optimize", "build"]
     data = merge_overrides(data, overrides)
     if inputs:
         data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
+        _drop_unused_dims(data)
+    dim_patch = dim_overrides(dims)
+    _check_dim_names(data, dim_patch)
+    data = merge_overrides(data, dim_patch)
     recipe = parse_recipe(data, Path(recipe_file).resolve().parent, origin=f"{recipe_file} with {model}")
     sha = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return recipe, sha, Path(recipe_file)

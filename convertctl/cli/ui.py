@@ -62,10 +62,13 @@ class ConsoleReporter:
         if record.verification:
             c = record.verification[0]
             w = worst(c)
-            if w["cosine"] is not None:
-                line += f"  vs {esc(c.against)}: cosine {w['cosine']:.6f}, max|Δ| {w['max_abs']:.2g}"
-                if w["top1_agreement"] is not None:
-                    line += f", top-1 {w['top1_agreement']:.3f}"
+            parts = [] if w["cosine"] is None else [f"cosine {w['cosine']:.6f}"]
+            parts += [] if w["max_abs"] is None else [f"max|Δ| {w['max_abs']:.2g}"]
+            parts += [] if w["top1_agreement"] is None else [f"top-1 {w['top1_agreement']:.3f}"]
+            decided = list(dict.fromkeys(o.decided_by for o in c.outputs.values() if o.decided_by))
+            parts += [f"decided by {', '.join(decided)}"] if decided else []
+            if parts:
+                line += f"  vs {esc(c.against)}: " + ", ".join(parts)
         self.out.print(line, soft_wrap=True)
         notes = getattr(record, "findings", None) or ([record.reason] if getattr(record, "reason", None) else [])
         if state.verbose or record.status != "ok":

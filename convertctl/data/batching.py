@@ -1,4 +1,11 @@
-"""Run a model over many samples in chunks the model accepts (its fixed batch, or its batch dim's max)."""
+"""Run a model over many samples in chunks the model accepts (its fixed batch, or its batch dim's max).
+
+The samples of every input are stacked along that input's batch axis (`inputs[].batch_axis`: 0 unless the recipe
+says otherwise; None = not batched, the same tensor goes to every run). A chunk cuts each batched input along its
+own axis and passes the unbatched ones whole; the outputs of the chunks are joined along their axis 0 (a 0-d
+output: stacked), the same way for the reference and for every artifact, so their comparison lines up.
+Numpy only: the framework workers (other environments) import this too.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +16,142 @@ import numpy as np
 Feeds = dict[str, np.ndarray]
 
 
+class Chunk(int):
+    """A chunk size (samples per run) that also carries each input's batch axis.
+
+    It is an int, so code that only needs the size (a cache key, a worker request, `range(0, n, chunk)`) keeps
+    working; run_in_chunks() reads `axes` to cut every input along its own batch axis. A plain int (or a Chunk
+    whose inputs are all batched along axis 0) cuts along axis 0."""
+
+    axes: dict[str, int | None]
+
+    def __new__(cls, size: int, axes: dict[str, int | None]):
+        obj = super().__new__(cls, size)
+        obj.axes = dict(axes)
+        return obj
+
+    def __reduce__(self):
+        return (Chunk, (int(self), self.axes))
+
+    def __repr__(self) -> str:
+        return f"Chunk({int(self)}, axes={self.axes})"
+
+
+def axes_of(chunk) -> dict[str, int | None]:
+    return dict(getattr(chunk, "axes", None) or {})
+
+
 def chunk_size(inputs, dims) -> int | None:
-    """The largest batch every input accepts along dim 0, or None when unbounded."""
+    """The largest batch every batched input accepts along its batch axis, or None when unbounded (no input is
+    batched). A Chunk when some input is not batched along axis 0."""
+    from convertctl.data.dims import batch_axes, pinned_batch_dims
+
+    pinned = pinned_batch_dims(inputs)
     limits = []
     for spec in inputs:
-        first = spec.shape[0]
-        limits.append(first if isinstance(first, int) else dims[first].max)
-    return min(limits) if limits else None
+        if spec.batch_axis is None:
+            continue
+        first = spec.shape[spec.batch_axis]
+        if isinstance(first, int):
+            limits.append(first)
+        elif first in pinned:  # a run must hold exactly this many: the input that has it as a plain dim says so
+            limits.append(dims[first].opt if dims[first].opt is not None else dims[first].min)
+        else:
+            limits.append(dims[first].max)
+    if not limits:
+        return None
+    size = min(limits)
+    axes = batch_axes(inputs)
+    return Chunk(size, axes) if any(a != 0 for a in axes.values()) else size
+
+
+def sample_count(feeds: Feeds, axes: dict[str, int | None] | None = None) -> int:
+    """How many samples the feeds hold: the size of the first batched input along its batch axis (1 when no input
+    is batched: the feeds are one run)."""
+    axes = axes or {}
+    for name, array in feeds.items():
+        axis = axes.get(name, 0)
+        if axis is not None and np.ndim(array) > axis:
+            return int(np.shape(array)[axis])
+    return 1
+
+
+def take(feeds: Feeds, start: int, stop: int, axes: dict[str, int | None] | None = None) -> Feeds:
+    """Samples start..stop of every batched input (cut along its batch axis); unbatched inputs whole."""
+    axes = axes or {}
+    out = {}
+    for name, array in feeds.items():
+        axis = axes.get(name, 0)
+        if axis is None or np.ndim(array) <= axis:
+            out[name] = array
+        else:
+            index = [slice(None)] * np.ndim(array)
+            index[axis] = slice(start, stop)
+            out[name] = array[tuple(index)]
+    return out
+
+
+def split(feeds: Feeds, chunk: int | None, axes: dict[str, int | None] | None = None) -> list[Feeds]:
+    """The feeds cut into runs of at most `chunk` samples (one run when chunk is None or large enough)."""
+    axes = axes if axes is not None else axes_of(chunk)
+    n = sample_count(feeds, axes)
+    if chunk is None or n <= chunk:
+        return [feeds]
+    return [take(feeds, i, i + int(chunk), axes) for i in range(0, n, int(chunk))]
+
+
+def join(parts: list[list[np.ndarray]], sizes: list[int] | None = None) -> list[np.ndarray]:
+    """The outputs of several runs, output by output: concatenated along axis 0 where the parts allow it (all runs
+    of the same size, or a batch-first output); else along the axis whose size is each run's sample count
+    (`sizes`: a state output [2, B, 128] after a shorter last run joins along axis 1), else the first axis they
+    can be joined along. 0-d outputs are stacked; outputs that fit no axis are flattened and concatenated.
+    Deterministic in the parts' shapes, so a reference and an artifact run in the same chunks join the same way."""
+    if len(parts) == 1:
+        return list(parts[0])
+    out = []
+    for j in range(len(parts[0])):
+        arrays = [np.asarray(p[j]) for p in parts]
+        if arrays[0].ndim == 0:
+            out.append(np.stack(arrays))
+            continue
+        axis = _join_axis([a.shape for a in arrays], sizes)
+        out.append(np.concatenate(arrays, axis=axis) if axis is not None else
+                   np.concatenate([a.ravel() for a in arrays]))
+    return out
+
+
+def _join_axis(shapes: list[tuple[int, ...]], sizes: list[int] | None) -> int | None:
+    rank = len(shapes[0])
+    if any(len(s) != rank for s in shapes):
+        return None
+    joinable = [k for k in range(rank) if all(s[:k] + s[k + 1:] == shapes[0][:k] + shapes[0][k + 1:] for s in shapes)]
+    if 0 in joinable:  # what every stage did before batch axes existed: keep it wherever it works
+        return 0
+    if sizes is not None and len(sizes) == len(shapes):
+        batch = [k for k in joinable if all(s[k] == n for s, n in zip(shapes, sizes, strict=True))]
+        if batch:
+            return batch[0]
+    return joinable[0] if joinable else None
 
 
 def run_in_chunks(run: Callable[[Feeds], list[np.ndarray]], feeds: Feeds, chunk: int | None) -> list[np.ndarray]:
-    n = len(next(iter(feeds.values())))
-    if chunk is None or n <= chunk:
+    if chunk is None:
         return run(feeds)
-    parts = [run({k: v[i:i + chunk] for k, v in feeds.items()}) for i in range(0, n, chunk)]
-    return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+    runs = split(feeds, chunk)
+    if len(runs) == 1:
+        return run(feeds)
+    axes = axes_of(chunk)
+    return join([run(part) for part in runs], [sample_count(part, axes) for part in runs])
+
+
+def stack(samples: list[Feeds], axes: dict[str, int | None]) -> Feeds:
+    """Single-sample feeds (each batched input with a batch dim of 1 at its axis) stacked into one feed: batched
+    inputs concatenated along their batch axis, unbatched ones taken from the first sample (they are the same)."""
+    out = {}
+    for name in samples[0]:
+        axis = axes.get(name, 0)
+        if axis is None:
+            out[name] = samples[0][name]
+        else:
+            out[name] = np.concatenate([s[name] for s in samples], axis=axis)
+    return out

@@ -67,6 +67,58 @@ def preprocess(path: Path, pre, channels: int = 3) -> np.ndarray:
     w, h = img.size
     left, top = (w - pre.crop) // 2, (h - pre.crop) // 2
     img = img.crop((left, top, left + pre.crop, top + pre.crop))
+    return _normalise(img, pre, channels)
+
+
+def fit(path: Path, pre, height: int, width: int, channels: int = 3) -> np.ndarray:
+    """One image -> float32 array [C, height, width] (NCHW) or [height, width, C] (NHWC): resized (bilinear) so that
+    it covers height x width, then centre-cropped to it; an image of that size is used as it is. Normalised as
+    preprocess() does. For inputs whose height and width are dynamic (their size comes from `dims` or from the
+    images themselves, data/inputs.py), where a square crop would not fit."""
+    from PIL import Image
+
+    img = _read(path, "L" if channels == 1 else "RGB")
+    w, h = img.size
+    if (w, h) != (width, height):
+        s = max(height / h, width / w)
+        size = (max(width, round(w * s)), max(height, round(h * s)))
+        if size[0] * size[1] > MAX_IMAGE_PIXELS:
+            raise UsageError(f"image {path} ({w}x{h}) resized to cover {width}x{height} would be {size[0]}x{size[1]} "
+                             f"pixels, more than {MAX_IMAGE_PIXELS:,}", hint="leave this image out")
+        img = img.resize(size, Image.BILINEAR)
+        w, h = img.size
+        left, top = (w - width) // 2, (h - height) // 2
+        img = img.crop((left, top, left + width, top + height))
+    return _normalise(img, pre, channels)
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image, from its header (nothing decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception as exc:  # UnidentifiedImageError (an OSError), DecompressionBombError, truncated headers
+        raise UsageError(f"cannot read image {path}: {exc}") from None
+    if not w or not h:
+        raise UsageError(f"cannot read image {path}: empty image ({w}x{h})")
+    return h, w
+
+
+def common_size(files: list[Path], limit: int = 1000) -> tuple[tuple[int, int], int, int]:
+    """The most common (height, width) among the images (the first `limit` of them; a tie goes to the size of the
+    earlier file), how many of them have it, and how many were looked at."""
+    sizes: dict[tuple[int, int], int] = {}
+    looked = files[:limit]
+    for f in looked:
+        hw = image_size(f)
+        sizes[hw] = sizes.get(hw, 0) + 1
+    best = max(sizes, key=lambda hw: sizes[hw])  # dicts keep insertion order: ties go to the earlier file
+    return best, sizes[best], len(looked)
+
+
+def _normalise(img, pre, channels: int) -> np.ndarray:
     x = np.asarray(img, dtype=np.float32)
     if channels == 1:
         x = x[..., None]

@@ -33,7 +33,8 @@ MAX_IMAGE_PIXELS = 89_478_485
 TENSOR_BUDGET_ENV = "CONVERTCTL_MAX_TENSOR_BYTES"
 DEFAULT_TENSOR_BYTES = 2 << 30
 
-ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "int64": 8, "int32": 4, "uint8": 1, "bool": 1}
+ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1,
+            "bool": 1}
 
 
 def tensor_budget() -> int:

@@ -57,6 +57,7 @@ def measure_latency(
     warmup: int = 10,
     runs: int = 50,
     timeout_s: float = 120.0,
+    batch_axes: dict[str, int | None] | None = None,
 ) -> LatencyRecord:
     """Time one thing in a child process and return its record; never raises for a failed measurement.
 
@@ -65,6 +66,7 @@ def measure_latency(
     session options (the baseline). `samples` is the run's samples.npz; the first `batch` samples (cycled
     if fewer) are fed `warmup` times, then `runs` timed times. Request, result and log files go to
     `workdir` as `<name>.request.json`, `<name>.result.json` / `<name>.error.json`, `<name>.log`.
+    The batch is cut along each input's batch axis (`batch_axes`: input -> axis, None = fed as given; default 0).
     """
     from convertctl.targets import registry
 
@@ -83,6 +85,8 @@ def measure_latency(
     name = name or of
     workdir = Path(workdir)
     request = {"of": of, "samples": _rel(samples, workdir), "batch": batch, "warmup": warmup, "runs": runs}
+    if batch_axes and any(axis != 0 for axis in batch_axes.values()):
+        request["batch_axes"] = batch_axes
     if model is not None:
         request["model"] = _rel(model, workdir)
     else:

@@ -20,20 +20,26 @@ import traceback
 from pathlib import Path
 
 
-def fixed_batch(samples: Path, batch: int) -> dict:
-    """The first `batch` samples of every input (cycled when there are fewer), contiguous."""
+def fixed_batch(samples: Path, batch: int, batch_axes: dict | None = None) -> dict:
+    """The first `batch` samples of every input (cycled when there are fewer), contiguous, cut along each input's
+    batch axis (`batch_axes`: input -> axis, None = not batched, fed as stored; default axis 0)."""
     import numpy as np
 
     with np.load(samples) as data:
         feeds = {name: data[name] for name in data.files}
     if not feeds:
         raise ValueError(f"{samples} holds no arrays")
+    axes = batch_axes or {}
     out = {}
     for name, array in feeds.items():
-        if len(array) == 0:
+        axis = axes.get(name, 0)
+        if axis is None or array.ndim <= axis:
+            out[name] = np.asarray(array, order="C")  # ascontiguousarray makes a scalar 1-D
+            continue
+        if array.shape[axis] == 0:
             raise ValueError(f"{samples}: input {name!r} has no samples")
-        rows = np.arange(batch) % len(array)
-        out[name] = np.ascontiguousarray(array[rows])
+        rows = np.arange(batch) % array.shape[axis]
+        out[name] = np.asarray(np.take(array, rows, axis=axis), order="C")
     return out
 
 
@@ -64,7 +70,7 @@ def measure(request: dict) -> dict:
     import numpy as np
 
     batch, warmup, runs = int(request["batch"]), int(request["warmup"]), int(request["runs"])
-    feeds = fixed_batch(Path(request["samples"]), batch)
+    feeds = fixed_batch(Path(request["samples"]), batch, request.get("batch_axes"))
     t0 = time.perf_counter()
     run, threads = load(request)
     load_s = time.perf_counter() - t0

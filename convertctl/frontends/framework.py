@@ -39,15 +39,17 @@ def _base_request(files: ModelFiles) -> dict:
 
 def describe_inputs(recipe, workdir: Path) -> list[dict]:
     """The model's inputs from its own signature, for a recipe that gives none: [{name, shape, dtype}] with
-    the dynamic dims named (first dim `batch`, others `<input>_<axis>`)."""
+    the dynamic dims named as data/dims.py says (first dim `batch`, others `<input>_<axis>`); a scalar stays []."""
+    from convertctl.data.dims import auto_name
+
     files, interpreter = _setup(recipe)
     result = run_child(WORKER[files.framework], {"mode": "describe", **_base_request(files)}, workdir, "describe",
                        interpreter.python)
     inputs = []
     for spec in result["inputs"]:
-        shape = [d if isinstance(d, int) and d > 0 else ("batch" if axis == 0 else f"{spec['name']}_{axis}")
+        shape = [d if isinstance(d, int) and d > 0 else auto_name(spec["name"], axis)
                  for axis, d in enumerate(spec["shape"])]
-        inputs.append({"name": spec["name"], "shape": shape or [1], "dtype": spec["dtype"]})
+        inputs.append({"name": spec["name"], "shape": shape, "dtype": spec["dtype"]})
     return inputs
 
 
@@ -58,19 +60,21 @@ def name_dynamic_dims(onnx_path: Path, inputs) -> dict[str, str]:
     and an unnamed dynamic first dim of an output takes the inputs' common batch name."""
     import onnx
 
-    model = onnx.load(str(onnx_path))
+    model = onnx.load(str(onnx_path), load_external_data=False)  # external weights stay where they are
     declared = {spec.name: list(spec.shape) for spec in inputs}
     renamed: dict[str, str] = {}
+    changed = False
     for value in model.graph.input:
         shape = declared.get(value.name)
         dims = value.type.tensor_type.shape.dim
         if shape is None or len(shape) != len(dims):
             continue
         for dim, want in zip(dims, shape, strict=True):
-            if isinstance(want, str) and not dim.HasField("dim_value"):
+            if isinstance(want, str) and not (dim.HasField("dim_value") and dim.dim_value > 0):
                 if dim.dim_param and dim.dim_param != want:
                     renamed[dim.dim_param] = want
-                dim.dim_param = want
+                changed = changed or dim.dim_param != want
+                dim.dim_param = want  # also replaces a -1 / 0 dim_value (a oneof): unnamed dynamic
     firsts = {s[0] for s in declared.values() if s and isinstance(s[0], str)}
     batch = next(iter(firsts)) if len(firsts) == 1 else None
     outputs = {value.name for value in model.graph.output}
@@ -80,9 +84,12 @@ def name_dynamic_dims(onnx_path: Path, inputs) -> dict[str, str]:
                 continue
             if dim.dim_param in renamed:
                 dim.dim_param = renamed[dim.dim_param]
+                changed = True
             elif axis == 0 and batch and value.name in outputs and _converter_dim(dim.dim_param):
+                changed = changed or dim.dim_param != batch
                 dim.dim_param = batch  # unnamed, or a converter's DynamicDimension.N / unk__N
-    onnx.save(model, str(onnx_path))
+    if changed:
+        onnx.save(model, str(onnx_path))
     return renamed
 
 

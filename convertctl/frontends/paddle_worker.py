@@ -147,16 +147,19 @@ def make_predictor(model: Path, params: Path):
                          hint="the .pdiparams must be the one saved with this model file") from exc
 
 
-def run_reference(predictor, arrays: dict[str, np.ndarray], chunk: int, shapes: str):
-    """(output names, outputs): the samples in chunks along dim 0, concatenated."""
+def run_reference(predictor, arrays: dict[str, np.ndarray], chunk: int, shapes: str, axes: dict | None = None):
+    """(output names, outputs): the samples in chunks along each input's batch axis (`axes`; default 0; None: the
+    input is fed whole to every chunk), the outputs joined along axis 0 (data/batching.py)."""
+    from convertctl.data.batching import join, sample_count, split
+
     names = predictor.get_output_names()
     parts = []
-    total = len(next(iter(arrays.values())))
+    runs = split(arrays, chunk, axes or {})
     try:
-        for start in range(0, total, chunk):
-            for name, array in arrays.items():
+        for run in runs:
+            for name, array in run.items():
                 handle = predictor.get_input_handle(name)
-                part = np.ascontiguousarray(array[start:start + chunk])
+                part = np.asarray(array, order="C")  # a scalar stays 0-d
                 handle.reshape(list(part.shape))
                 handle.copy_from_cpu(part)
             predictor.run()
@@ -164,7 +167,7 @@ def run_reference(predictor, arrays: dict[str, np.ndarray], chunk: int, shapes: 
     except Exception as exc:
         raise ChildError("source", f"the model rejected the sample inputs ({shapes}): {paddle_reason(exc)}",
                          hint="check inputs[].shape and dtype in the recipe") from exc
-    return names, [np.concatenate([p[j] for p in parts]) for j in range(len(names))]
+    return names, join(parts, [sample_count(run, axes or {}) for run in runs])
 
 
 # --- conversion --------------------------------------------------------------------------------------
@@ -248,9 +251,12 @@ def export(request: dict) -> dict:
         with contextlib.suppress(TypeError):
             arrays[name] = array.astype(np.dtype(dtypes[name]), copy=False)
     shapes = ", ".join(f"{n}: {list(a.shape)} {a.dtype}" for n, a in arrays.items())
-    chunk = request.get("chunk") or len(next(iter(arrays.values())))
+    from convertctl.data.batching import sample_count
+
+    axes = {s["name"]: s.get("batch_axis", 0) for s in request["inputs"]}
+    chunk = request.get("chunk") or sample_count(arrays, axes)
     t0 = time.perf_counter()
-    names, outputs = run_reference(make_predictor(model, params), arrays, chunk, shapes)
+    names, outputs = run_reference(make_predictor(model, params), arrays, chunk, shapes, axes)
     print(f"[convertctl] Paddle Inference reference: {time.perf_counter() - t0:.1f} s", flush=True)
 
     onnx_path = Path(request["onnx"]).resolve()

@@ -310,17 +310,23 @@ def _samples(source: Source, request: dict, notes: list[str]) -> dict:
             if s.get("dtype") and np.dtype(s["dtype"]) != want:
                 notes.append(f"input {s['name']}: the recipe says {s['dtype']} but the model takes "
                              f"{want.name}; the samples were cast and the ONNX input is {want.name}")
-            arrays[s["name"]] = np.ascontiguousarray(a.astype(want, copy=False))
+            arrays[s["name"]] = np.asarray(a.astype(want, copy=False), order="C")  # a scalar stays 0-d
     return arrays
 
 
-def reference(source: Source, arrays: dict, chunk: int, tf) -> dict:
-    total = len(next(iter(arrays.values())))
+def reference(source: Source, arrays: dict, chunk: int, tf, axes: dict | None = None) -> dict:
+    """The outputs over every sample, in chunks cut along each input's batch axis (`axes`; default 0; None: the
+    input is fed whole to every chunk), joined along axis 0 (data/batching.py)."""
+    from convertctl.data.batching import join, sample_count, split
+
     parts = []
-    for i in range(0, total, chunk):
-        out = source.call({n: tf.constant(a[i:i + chunk]) for n, a in arrays.items()})
+    runs = split(arrays, chunk, axes or {})
+    for run in runs:
+        out = source.call({n: tf.constant(a) for n, a in run.items()})
         parts.append({k: np.asarray(v) for k, v in out.items()})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    keys = list(parts[0])
+    sizes = [sample_count(run, axes or {}) for run in runs]
+    return dict(zip(keys, join([[p[k] for k in keys] for p in parts], sizes), strict=True))
 
 
 # ---- conversion -----------------------------------------------------------------------------------------
@@ -508,11 +514,14 @@ def work(request: dict) -> dict:
     _check_names(source, request)
     _check_opset(int(request["opset"]))
     arrays = _samples(source, request, notes)
-    chunk = request.get("chunk") or len(next(iter(arrays.values())))
+    from convertctl.data.batching import sample_count
+
+    axes = {s["name"]: s.get("batch_axis", 0) for s in request.get("inputs") or []}
+    chunk = request.get("chunk") or sample_count(arrays, axes)
     shapes = ", ".join(f"{n}: {list(a.shape)} {a.dtype}" for n, a in arrays.items())
     print(f"[convertctl] tensorflow {tf.__version__}: reference on {shapes}, chunk {chunk}", file=sys.stderr)
     try:
-        ref = reference(source, arrays, chunk, tf)
+        ref = reference(source, arrays, chunk, tf, axes)
     except ChildError:
         raise
     except Exception as exc:

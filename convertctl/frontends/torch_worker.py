@@ -142,15 +142,24 @@ def work(request: dict) -> dict:
     model = build_model(request["source"])
     model.eval()
     with np.load(request["samples"]) as data:
-        arrays = [np.ascontiguousarray(data[s["name"]]) for s in request["inputs"]]
-    chunk = request.get("chunk") or len(arrays[0])
-    args = [torch.from_numpy(a[:chunk]) for a in arrays]  # example inputs for the exporter: one chunk
+        arrays = [np.asarray(data[s["name"]], order="C") for s in request["inputs"]]  # scalars stay 0-d
+    from convertctl.data.batching import join, sample_count, split
+
+    names = [s["name"] for s in request["inputs"]]
+    axes = {s["name"]: s.get("batch_axis", 0) for s in request["inputs"]}  # None: fed as given, every run
+    feeds = dict(zip(names, arrays, strict=True))
+    runs = split(feeds, request.get("chunk") or sample_count(feeds, axes), axes)
+
+    def tensors(run):
+        return [torch.from_numpy(np.asarray(run[n], order="C")) for n in names]
+
+    args = tensors(runs[0])  # example inputs for the exporter: one chunk
     shapes = ", ".join(f"{s['name']}: {list(a.shape)} {a.dtype}" for s, a in zip(request["inputs"], args, strict=True))
     try:
         with torch.inference_mode():
-            parts = [flatten(model(*[torch.from_numpy(a[i:i + chunk]) for a in arrays]))
-                     for i in range(0, len(arrays[0]), chunk)]
-            outputs = [torch.cat([p[j] for p in parts]) for j in range(len(parts[0]))]
+            parts = [[o.detach().numpy() for o in flatten(model(*tensors(run)))] for run in runs]
+            sizes = [sample_count(run, axes) for run in runs]
+            outputs = [torch.from_numpy(np.asarray(o, order="C")) for o in join(parts, sizes)]
     except ChildError:
         raise
     except Exception as exc:
