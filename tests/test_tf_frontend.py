@@ -155,3 +155,17 @@ def test_tensorflow_not_installed_names_the_extra(models, tmp_path):
     text = " ".join(proc.stderr.split())
     assert "no Python environment with tensorflow and tf2onnx for tensorflow sources" in text
     assert "pip install 'convertctl[tf]'" in text and "CONVERTCTL_TENSORFLOW_PYTHON" in text
+
+
+def test_check_on_an_h5_points_at_export_and_quantize_takes_it_with_a_recipe(models, tmp_path, write_recipe):
+    res = run_cli("check", models["h5_legacy"], "-t", "onnxruntime")
+    assert_clean_error(res, EXIT_USAGE, "is an HDF5 file (a Keras .h5 model), not an ONNX model")
+    assert "convertctl export" in res.stderr and "Wire format" not in res.stderr
+    recipe = write_recipe({"name": "mlp", "source": {"framework": "onnx", "path": "unused.onnx"}, "output": "out"})
+    res = run_cli("quantize", models["h5_legacy"], "--recipe", recipe, "--fp16", "-t", "onnxruntime",
+                  "-o", tmp_path / "q")
+    assert res.code == 0, res.stderr
+    manifest = load_manifest(tmp_path / "q")
+    assert manifest["recipe"]["content"]["source"]["framework"] == "tensorflow"
+    assert {a["id"]: a["status"] for a in manifest["artifacts"]} == {"onnxruntime_fp32": "ok",
+                                                                      "onnxruntime_fp16": "ok"}

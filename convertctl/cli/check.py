@@ -23,7 +23,6 @@ from convertctl.errors import (
 )
 
 VERDICT_STYLE = {"supported": "green", "conditional": "yellow", "unsupported": "bold red", "unknown": "magenta"}
-_TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".py")
 
 
 @click.command("check")
@@ -93,14 +92,39 @@ def _check_model_file(model: str, names: list[str], ranges: dict, output: str | 
         raise SourceModelError(f"model file not found: {path}")
     if path.is_dir():
         raise UsageError(f"{path} is a folder, not an ONNX model")
-    if path.suffix.lower() in _TORCH_SUFFIXES:
-        raise UsageError(f"{path} is not an ONNX model: `check` takes an ONNX file or a recipe (.yaml)",
-                         hint=f"export it first (convertctl export {path} ...), or write a recipe for it "
-                              "(convertctl recipe init)")
+    what = _not_onnx(path)
+    if what:
+        raise UsageError(f"{path} is {what}, not an ONNX model: `check` takes an ONNX file or a recipe (.yaml)",
+                         hint=f"export it first (convertctl export {path} -o DIR, then check DIR/model.onnx), or "
+                              "give a recipe for it (convertctl recipe init)")
     if ranges:
         _known_dims(ranges, _model_dims(path), f"{path.name}'s inputs")
     report = _run_check(path, names, ranges or None)
     _finish(report, output, extra_code=EXIT_OK)
+
+
+def _not_onnx(path: Path) -> str | None:
+    """What a file given to `check` is when it is another framework's model (by content, then by name)."""
+    from convertctl.cli.common import TORCH_SUFFIXES, torch_kind
+    from convertctl.frontends.formats import looks_like_model
+
+    kind = torch_kind(str(path))
+    if kind:
+        return "a TorchScript file" if kind == "torchscript" else "a PyTorch checkpoint (torch.save)"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    if head == b"\x89HDF\r\n\x1a\n":
+        return "an HDF5 file (a Keras .h5 model)"
+    if head.startswith(b"PK") and path.suffix.lower() == ".keras":
+        return "a Keras 3 .keras file"
+    if path.suffix.lower() in (*TORCH_SUFFIXES, ".py"):
+        return "a PyTorch file"
+    if looks_like_model(str(path)):
+        return "a Paddle or TensorFlow model"
+    return None
 
 
 def _model_dims(path: Path) -> dict[str, dict[int, str]]:

@@ -128,6 +128,16 @@ def looks_like_model(source: str) -> bool:
     return paddle_or_tf(source)
 
 
+TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+
+
+def torch_kind(source: str) -> str | None:
+    """"torchscript" / "checkpoint" for a PyTorch zip file, whatever its name; None otherwise."""
+    from convertctl.frontends.formats import torch_file_kind
+
+    return torch_file_kind(Path(source)) if Path(source).is_file() else None
+
+
 def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, weights: str | None):
     """A recipe dict for a model given on the command line (no recipe file)."""
     cwd = Path.cwd()
@@ -146,12 +156,19 @@ def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, w
         data = {"name": name, "source": {"framework": "pytorch", "factory": source}}
         if weights:
             data["source"]["path"] = weights
-    elif source.lower().endswith((".pt", ".pth", ".ts", ".torchscript")):
+    elif framework == "pytorch" or torch_kind(source) or source.lower().endswith(TORCH_SUFFIXES):
+        kind = torch_kind(source)
+        if kind == "checkpoint":  # torch.save: weights (or a pickled module), not a network convertctl can load
+            raise UsageError(f"{source} is a PyTorch checkpoint (torch.save), not a TorchScript file: it holds the "
+                             "weights, not the network",
+                             hint=f"give the network as a factory with these weights: FILE.py:make_model --weights "
+                                  f"{source} (or save it with torch.jit.save)")
         data = {"name": name, "source": {"framework": "pytorch", "path": source}}
     else:
         raise UsageError(
             f"cannot tell what kind of model {source!r} is",
-            hint="give a recipe (.yaml), an .onnx file, a TorchScript file (.pt), a factory 'file.py:callable', "
+            hint="give a recipe (.yaml), an .onnx file, a TorchScript file (torch.jit.save), a factory "
+                 "'file.py:callable', "
                  "a Paddle inference model (folder, .pdmodel, .json) or a TensorFlow model (SavedModel folder, "
                  ".keras, .h5)",
         )

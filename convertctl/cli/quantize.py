@@ -83,7 +83,8 @@ def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples
 
 
 def _model_with_recipe(model: str, recipe_file: str, inputs, overrides, dims=()):
-    """An ONNX model quantized with a recipe's settings: the recipe, with its source swapped for MODEL."""
+    """A model quantized with a recipe's settings: the recipe, with its source swapped for MODEL (any source
+    `export` takes: ONNX, TorchScript, Keras, SavedModel, Paddle)."""
     import hashlib
     import json
 
@@ -95,12 +96,19 @@ def _model_with_recipe(model: str, recipe_file: str, inputs, overrides, dims=())
         merge_overrides,
         parse_input,
         recipe_data,
+        source_recipe,
     )
     from convertctl.recipe import load_recipe, parse_recipe
 
     loaded, _ = load_recipe(Path(recipe_file))
     data = recipe_data(loaded)  # keeps what the recipe left unset (dims without a range)
-    data["source"] = {"framework": "onnx", "path": str(Path(model).resolve())}
+    file, _, call = model.rpartition(":")
+    if Path(model).exists():  # paths absolute: the recipe's own paths are relative to its folder, MODEL's to here
+        model = str(Path(model).resolve())
+    elif file and Path(file).is_file():
+        model = f"{Path(file).resolve()}:{call}"
+    given, _ = source_recipe(model, (), None, None)
+    data["source"] = given["source"]  # whatever MODEL is (ONNX, TorchScript, Keras, SavedModel, Paddle)
     data["stages"] = ["export", "check", "optimize", "build"]
     data = merge_overrides(data, overrides)
     if inputs:
