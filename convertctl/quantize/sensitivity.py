@@ -144,6 +144,7 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
     ort = require("onnxruntime", "onnxruntime")
     from onnx import numpy_helper
 
+    from convertctl.data.batching import axes_of, sample_count, take
     from convertctl.quantize.batches import run_session
 
     model = onnx.load(str(fp32))
@@ -163,13 +164,15 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
         todo.append((node, node.input[idx]))
     if not todo:
         return []
-    n = min(max_samples, len(next(iter(feeds.values()))))
+    axes = axes_of(chunk)
+    n = min(max_samples, sample_count(feeds, axes))
+    first = take(feeds, 0, n, axes)  # along each input's batch axis
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
 
     def run(model_bytes: bytes) -> tuple[list[str], list[np.ndarray]]:
         sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
-        outs = run_session(sess, {k: v[:n] for k, v in feeds.items()}, chunk)
+        outs = run_session(sess, first, chunk)
         return [o.name for o in sess.get_outputs()], outs
 
     out_names, ref = run(model.SerializeToString())

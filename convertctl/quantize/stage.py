@@ -37,6 +37,7 @@ class QuantizeResult:
 
 def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cache_dir: Path, feeds, output_names,
                  fp32_outputs, chunk) -> QuantizeResult:
+    from convertctl.data.batching import axes_of, take
     from convertctl.evaluate.compare import compare
     from convertctl.model import companion_files
     from convertctl.quantize.batches import run_session
@@ -68,7 +69,7 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
     if calib is not None:
         spec = recipe.calibration
         table = calibrate(base, lambda: (s.feeds for s in calib.calibration()), calib.sha256, spec.method,
-                          spec.percentile, cache_dir, recipe.name)
+                          spec.percentile, cache_dir, recipe.name, batch=chunk)
         for f in (table.path, table.path.with_name(table.path.name.replace(".json", ".meta.json"))):
             shutil.copyfile(f, folder / f.name.replace(f"{recipe.name}.", ""))
         result.outputs += [folder / "calibration.json", folder / "calibration.meta.json"]
@@ -110,7 +111,8 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
         result.verification.append(upgrade.comparison)
     qdq = next((result.emissions[n] for n in ("qdq_u8s8", "qdq_s8") if n in result.emissions), None)
     if qdq is not None:
-        evaluation = {k: v[: min(len(v), 32)] for k, v in feeds.items()}  # a bounded slice (views, no copies)
+        # a bounded slice along each input's batch axis (views, no copies; unbatched inputs and scalars whole)
+        evaluation = take(feeds, 0, 32, axes_of(chunk))
         rows = layer_errors(base, qdq, evaluation, chunk)
         (folder / "layer_errors.json").write_text(json.dumps(rows, indent=2) + "\n")
         result.outputs.append(folder / "layer_errors.json")
@@ -161,9 +163,13 @@ def quantize_cpu_key() -> dict:
     return {"cpu_int8": vnni_flags()}
 
 
-def stack_samples(samples) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Stack single-sample feeds along dim 0; labels alongside when every sample has one."""
+def stack_samples(samples, axes: dict[str, int | None] | None = None
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Stack single-sample feeds along each input's batch axis (`axes`, default 0; None: not batched, taken from
+    the first sample; data/batching.stack); labels alongside when every sample has one."""
+    from convertctl.data.batching import stack
+
     items = list(samples)
-    feeds = {name: np.concatenate([s.feeds[name] for s in items]) for name in items[0].feeds}
+    feeds = stack([s.feeds for s in items], axes or {})
     labels = [s.label for s in items]
     return feeds, (np.asarray(labels) if all(label is not None for label in labels) else None)

@@ -78,11 +78,14 @@ class _ListReader:
 
 
 def calibrate(model_path: Path, batches: Callable[[], Iterable[dict]], data_sha256: str, method: str,
-              percentile: float, cache_dir: Path, name: str, chunk: int = 16) -> CalibrationTable:
+              percentile: float, cache_dir: Path, name: str, chunk: int = 16, batch: int | None = None
+              ) -> CalibrationTable:
     """Collect (or reuse) activation ranges of every float tensor of `model_path`.
 
-    `batches()` yields feeds of single samples; they are fed to the calibrator `chunk` at a time, one sample per
-    run (a model with a fixed batch b > 1: b per run, quantize/batches.model_runs). A cached pair
+    `batches()` yields feeds of single samples (a batch dim of 1 at each input's batch axis); they are fed to the
+    calibrator `chunk` runs at a time, one sample per run, or for a model that takes exactly b > 1 samples per run
+    (its inputs fix the dim at their batch axes, or `batch`, the pipeline's chunk, is exact) b per run, stacked
+    along the batch axes `batch` carries (quantize/batches.model_runs). A cached pair
     that is stale, corrupt or unreadable is recalibrated and rewritten (the reason in `invalidated`); a cache
     folder that cannot be written is bypassed (calibrated into a temporary folder, also said in `invalidated`).
     """
@@ -94,13 +97,13 @@ def calibrate(model_path: Path, batches: Callable[[], Iterable[dict]], data_sha2
         folder = _private_folder()
         why = (f"the calibration cache folder {cache_dir} cannot be used ({type(exc).__name__}: "
                f"{exc.strerror or exc}): calibrated without caching")
-        return _compute(model_path, batches, method, percentile, folder, name, chunk, meta, why)
+        return _compute(model_path, batches, method, percentile, folder, name, chunk, meta, why, batch)
     with held:
         table_path, meta_path = _paths(cache_dir, name)
         old, invalidated = _cached_pair(table_path, meta_path, meta)
         if old is not None:
             return CalibrationTable(table_path, old, reused=True)
-        return _compute(model_path, batches, method, percentile, cache_dir, name, chunk, meta, invalidated)
+        return _compute(model_path, batches, method, percentile, cache_dir, name, chunk, meta, invalidated, batch)
 
 
 def _paths(folder: Path, name: str) -> tuple[Path, Path]:
@@ -153,7 +156,8 @@ _RECORDED = ("model_sha256", "data_sha256", "method", "num_samples", "tensors", 
 
 
 def _compute(model_path: Path, batches, method: str, percentile: float, folder: Path, name: str, chunk: int,
-             meta: dict, invalidated: str | None) -> CalibrationTable:
+             meta: dict, invalidated: str | None, batch: int | None = None) -> CalibrationTable:
+    from convertctl.data.batching import axes_of
     from convertctl.quantize.batches import model_runs
 
     calib = require("onnxruntime.quantization.calibrate", "onnxruntime")
@@ -165,7 +169,7 @@ def _compute(model_path: Path, batches, method: str, percentile: float, folder: 
             calibrate_method=ort_method(method), extra_options=extra,
         )
         count, pending = 0, []
-        for feeds, samples in model_runs(batches(), _fixed_batch(model_path)):
+        for feeds, samples in model_runs(batches(), _run_size(model_path, batch), axes_of(batch)):
             pending.append(feeds)
             count += samples
             if len(pending) == chunk:  # bounded memory: the calibrator merges each chunk into its statistics
@@ -197,12 +201,12 @@ def _compute(model_path: Path, batches, method: str, percentile: float, folder: 
     return CalibrationTable(table_path, meta, reused=False, invalidated=invalidated)
 
 
-def _fixed_batch(model_path: Path) -> int | None:
-    """The batch every run of the model must have when its inputs fix their first dim (else None)."""
+def _run_size(model_path: Path, batch: int | None) -> int | None:
+    """The number of samples every run of the model must hold (quantize/batches.run_size), else None."""
     from convertctl.model import describe
-    from convertctl.quantize.batches import fixed_batch
+    from convertctl.quantize.batches import run_size
 
-    return fixed_batch([i.shape for i in describe(model_path).inputs])
+    return run_size({i.name: i.shape for i in describe(model_path).inputs}, batch)
 
 
 def _write_atomic(path: Path, text: str) -> None:
