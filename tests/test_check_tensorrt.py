@@ -288,6 +288,36 @@ def test_dynamic_input_needs_a_range(tmp_path):
     assert ranged.verdict == "supported" and ranged.nodes == []
 
 
+def test_dynamic_dims_of_several_inputs_are_one_finding_in_convertctls_names(tmp_path):
+    """silero-vad's inputs: input [?, ?], state [2, ?, 128], sr a scalar. Unnamed dims are named as --dim takes
+    them (batch, input_1, state_1), a batch dim gets a range, any other dim a size (SIZE when the model states none),
+    and there is one finding (one `dims:` mapping to paste), never an "unnamed" one. The state's open dim is a
+    different dim from `batch` in this file, so, as in a run that reads the model (data/inputs.py), it is not a
+    batch dim: a recipe says it is (state: [2, batch, 128], batch_axis: 1)."""
+    nodes = [helper.make_node("Identity", ["input"], ["y"], name="id"),
+             helper.make_node("Identity", ["state"], ["s"], name="id2")]
+    inputs = [vi("input", T.FLOAT, ["", ""]), vi("state", T.FLOAT, [2, "", 128]), vi("sr", T.INT64, [])]
+    report = check_tensorrt(facts_of(tmp_path, nodes, inputs, [vi("y", T.FLOAT, ["", ""]), vi("s", T.FLOAT, None)]))
+    (finding,) = [n for n in report.nodes if n.node == ""]
+    assert "unnamed" not in finding.reason
+    assert ("'batch' (input 'input' axis 0, a batch dim), 'input_1' (input 'input' axis 1), 'state_1' (input "
+            "'state' axis 1) without a range") in finding.reason
+    assert finding.suggestion.startswith("give each a profile: --dim batch=1:1:8 --dim input_1=SIZE --dim "
+                                         "state_1=SIZE, or in the recipe: dims: {batch: {min: 1, opt: 1, max: 8}, "
+                                         "input_1: SIZE, state_1: SIZE}; replace SIZE")
+    # the same model with its dims named (silero_vad_op18_ifless.onnx): the state's batch is the batch dim
+    named = [vi("input", T.FLOAT, ["batch", "sequence"]), vi("state", T.FLOAT, [2, "batch", 128]), vi("sr", T.INT64, [])]
+    report = check_tensorrt(facts_of(tmp_path, nodes, named, [vi("y", T.FLOAT, ["batch", "sequence"]),
+                                                               vi("s", T.FLOAT, None)], name="named"))
+    (finding,) = [n for n in report.nodes if n.node == ""]
+    assert finding.suggestion.startswith("give each a profile: --dim batch=1:1:8 --dim sequence=SIZE, or in the "
+                                         "recipe: dims: {batch: {min: 1, opt: 1, max: 8}, sequence: SIZE}")
+    ranged = check_tensorrt(facts_of(tmp_path, nodes, inputs, [vi("y", T.FLOAT, ["", ""]), vi("s", T.FLOAT, None)],
+                                     dim_ranges={"batch": (1, 1, 8), "input_1": (512, 512, 512),
+                                                 "state_1": (1, 1, 8)}, name="ranged"))
+    assert [n for n in ranged.nodes if n.node == ""] == []
+
+
 def test_subgraph_nodes_are_judged(tmp_path):
     then_g = helper.make_graph([helper.make_node("Unique", ["x"], ["t"], name="inner_unique")], "then", [],
                                [vi("t", T.FLOAT, None)])

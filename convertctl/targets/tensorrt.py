@@ -33,13 +33,28 @@ def _write_kit(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: Build
     files, kit = write_kit(onnx_path, spec, profiles, out_dir, precision, qdq_rules)
     import yaml
 
-    recipe = kit_recipe(f"{ctx.name}-{spec.id}", spec, profiles, ctx.tolerance)
+    recipe = kit_recipe(f"{ctx.name}-{spec.id}", spec, profiles, ctx.tolerance, ctx.inputs)
+    _validate_kit_recipe(recipe)
     (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     files.append(Path("recipe.yaml"))
     settings = {"kit": "kit.json", "graph_precision": precision[0], "profiles": profiles.to_dict(),
                 "trtexec": {v: c["line"] for v, c in kit["trtexec"].items()},
                 "not_possible": kit["not_possible"]}
     return BuiltArtifact(files=files, settings=settings), profiles
+
+
+def _validate_kit_recipe(recipe: dict) -> None:
+    """The kit's recipe.yaml must be one `convertctl recipe validate` accepts: checked before it is written."""
+    from pydantic import ValidationError
+
+    from convertctl.errors import ConvertctlError
+    from convertctl.recipe import Recipe, format_validation_error
+
+    try:
+        Recipe.model_validate(recipe)
+    except ValidationError as err:  # convertctl wrote something its own schema refuses: a bug, said as one
+        raise ConvertctlError("the build kit's recipe.yaml would not be a valid recipe: "
+                              + format_validation_error(err).replace("\n", "; ")) from None
 
 
 def _build(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildContext | None = None) -> BuiltArtifact:

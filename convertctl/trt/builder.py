@@ -74,14 +74,14 @@ def _profile(trt, builder, network, profiles: Profiles):
     if unknown:
         raise UsageError(f"the profile names inputs the network does not have: {unknown}; it has {sorted(inputs)}")
     dynamic = [name for name, shape in inputs.items() if any(d < 0 for d in shape)]
-    missing = [n for n in dynamic if n not in {p.name for p in profiles.dynamic}]
+    missing = [n for n in dynamic if n not in {p.name for p in profiles.shaped}]
     if missing:
         raise UsageError(f"inputs {missing} are dynamic in the network but have no range in the profile",
                          hint="name their dynamic dims in the recipe's inputs and give ranges in dims")
-    if not profiles.dynamic:
+    if not profiles.shaped:
         return None
     profile = builder.create_optimization_profile()
-    for p in profiles.dynamic:
+    for p in profiles.shaped:  # an input the recipe fixes but the ONNX leaves open gets min = opt = max
         profile.set_shape(p.name, p.min, p.opt, p.max)
     return profile
 

@@ -49,6 +49,36 @@ def check_qdq_for_tensorrt(onnx_path: Path) -> dict:
     return report.to_dict()
 
 
+def name_open_dims(onnx_path: Path, profiles: Profiles) -> dict[str, list]:
+    """Give the kit's ONNX the dim names its profile, trtexec lines and recipe.yaml use (an unnamed `-1`, a `?` or
+    a converter's `p2o.DynamicDimension.1` becomes `batch` / `x_2`), the way a run of the kit's recipe names them
+    (frontends/framework.py), so that run builds this very file. An open dim the recipe fixes gets its own name
+    too (`x_2`, data/dims.py): TensorRT's parser takes equal dim names for equal dims, and the PP-OCR classifier's
+    `x [-1, 3, ?, ?]` fixed at 48x192 is otherwise refused ("Input dimensions with this name have different
+    constant values"). Names only: the graph and its weights are untouched. Returns {input: [its dims before]}
+    for the inputs whose dims were renamed."""
+    from types import SimpleNamespace
+
+    from convertctl.data.dims import chosen_name, dim_name
+    from convertctl.frontends.framework import name_dynamic_dims
+    from convertctl.model import describe
+
+    before = {t.name: list(t.shape) for t in describe(onnx_path).inputs}
+    wanted = []
+    for p in profiles.inputs:
+        raw = before.get(p.name, [])
+        shape = list(p.dims)
+        if len(raw) == len(shape):
+            for axis, (d, r) in enumerate(zip(shape, raw, strict=True)):
+                open_dim = not (isinstance(r, int) and r > 0)
+                if isinstance(d, int) and open_dim and not (isinstance(r, str) and chosen_name(r)):
+                    shape[axis] = dim_name(p.name, axis, r)  # fixed by the recipe, still open in the ONNX
+        wanted.append(SimpleNamespace(name=p.name, shape=shape))
+    name_dynamic_dims(onnx_path, wanted)
+    after = {t.name: list(t.shape) for t in describe(onnx_path).inputs}
+    return {name: before[name] for name in after if after[name] != before.get(name)}
+
+
 def _script(line: str, major: int) -> str:
     return ("#!/bin/sh\n"
             f"# Build the engine with TensorRT {major}.x's trtexec (written by convertctl; see README.md)\n"
@@ -64,6 +94,7 @@ def write_kit(onnx_path: Path, spec, profiles: Profiles, out_dir: Path, precisio
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files = copy_model(onnx_path, out_dir)
+    named = name_open_dims(out_dir / "model.onnx", profiles)
     commands, unavailable = {}, {}
     for major in (10, 11):
         problem = weak_typing_problem(major, spec)
@@ -83,6 +114,7 @@ def write_kit(onnx_path: Path, spec, profiles: Profiles, out_dir: Path, precisio
         "precision": {"requested": spec.precision, "graph": precision[0], "qdq_nodes": precision[1],
                       "network": "strongly typed" if spec.strongly_typed else "weakly typed (precision flags)"},
         "profiles": profiles.to_dict(),
+        "dims_named": named,
         "trtexec": commands,
         "not_possible": unavailable,
         "bench": {"argv": bench_argv(profiles), "line": shell_line(bench_argv(profiles))},
@@ -102,13 +134,16 @@ def _readme(kit: dict) -> str:
              f"- ONNX: `model.onnx` (sha256 `{kit['onnx_sha256'][:16]}…`), computes in {kit['precision']['graph']}, "
              f"{kit['precision']['network']} network",
              ]
-    dynamic = kit["profiles"]["dynamic"]
-    if dynamic:
+    shaped = kit["profiles"].get("shaped", kit["profiles"]["dynamic"])
+    if shaped:
         for p in kit["profiles"]["inputs"]:
-            if p["name"] in dynamic:
-                lines.append(f"- profile `{p['name']}`: min {p['min']}, opt {p['opt']}, max {p['max']}")
+            if p["name"] in shaped:
+                lines.append(f"- profile `{p['name']}` {p['dims']}: min {p['min']}, opt {p['opt']}, max {p['max']}")
     else:
         lines.append("- static shapes: no optimization profile needed")
+    for name, dims in kit.get("dims_named", {}).items():
+        lines.append(f"- input `{name}`: its open dims {dims} are named as in the profile (names only; the graph is "
+                     "the verified one)")
     lines += [f"- note: {n}" for n in kit["profiles"]["notes"]]
     lines += ["", "## Build"]
     for version, command in kit["trtexec"].items():
@@ -121,17 +156,42 @@ def _readme(kit: dict) -> str:
     return "\n".join(lines)
 
 
-def kit_recipe(name: str, spec, profiles: Profiles, tolerance: dict | None) -> dict:
+def kit_recipe(name: str, spec, profiles: Profiles, tolerance: dict | None, inputs=()) -> dict:
     """A recipe that builds this kit's ONNX on a TensorRT machine with the same profile, options and gate.
 
     The ONNX already carries its precision (Q/DQ or FP16 types), so the target is an fp32 one by name of the
     original, gated with the original precision's tolerance; a weakly typed fp16 build keeps fp16, which is its
-    builder flag on the FP32 ONNX."""
+    builder flag on the FP32 ONNX. `inputs` are the run's input specs: every input is written as the run fed it
+    (shape in the profile's dim names, dtype, batch_axis, value or range), so the engine is verified on data of
+    the same kind."""
+    from convertctl.data.inputs import infer_batch_axes
+    from convertctl.recipe import DTYPES
+
     dims = {}
     for p in profiles.inputs:
         for d, low, opt, high in zip(p.dims, p.min, p.opt, p.max, strict=True):
             if isinstance(d, str):
-                dims[d] = {"min": low, "opt": opt, "max": high}
+                dims[d] = low if low == opt == high else {"min": low, "opt": opt, "max": high}
+    by_name = {s.name: s for s in inputs}
+    declared = []
+    for p in profiles.inputs:
+        given = by_name.get(p.name)
+        entry = {"name": p.name, "shape": list(p.dims)}
+        if given is not None:
+            entry["dtype"] = given.dtype
+            entry["batch_axis"] = given.batch_axis
+            if given.value is not None:
+                entry["value"] = given.value
+            else:
+                entry["range"] = [float(v) for v in given.range]
+        else:  # no spec of the run: what the ONNX says, batched as a run reading the model would batch it
+            entry["dtype"] = p.dtype if p.dtype in DTYPES else "float32"
+        declared.append(entry)
+    missing = [e for e in declared if "batch_axis" not in e]
+    if missing:
+        infer_batch_axes(missing)
+        for e in missing:
+            e.setdefault("batch_axis", 0 if e["shape"] else None)
     options = spec.model_dump(mode="json", exclude={"runtime", "name", "precision", "tolerance", "timing_cache"},
                               exclude_defaults=True)
     precision = "fp16" if spec.precision == "fp16" and not spec.strongly_typed else "fp32"
@@ -139,8 +199,7 @@ def kit_recipe(name: str, spec, profiles: Profiles, tolerance: dict | None) -> d
     if tolerance:
         target["tolerance"] = tolerance
     recipe = {"version": 1, "name": name, "source": {"framework": "onnx", "path": "model.onnx"},
-              "inputs": [{"name": p.name, "shape": list(p.dims)} for p in profiles.inputs],
-              "targets": [target], "output": "out",
+              "inputs": declared, "targets": [target], "output": "out",
               "stages": ["export", "check", "build"]}  # no optimize: the engine is built from exactly this ONNX
     if dims:
         recipe["dims"] = dims

@@ -19,6 +19,13 @@ from convertctl.trt.engine_info import compatibility_problem, read_plan_version_
 from convertctl.trt.version import parse_version
 
 
+def host_array(value, dtype) -> np.ndarray:
+    """The feed as a C-contiguous array of the engine's dtype, with its own shape: a scalar (a sample rate) stays
+    0-d, where np.ascontiguousarray would make it 1-d and the engine would reject shape (1,) for shape ()."""
+    array = np.asarray(value, dtype=dtype)
+    return array if array.flags.c_contiguous else np.array(array, order="C", copy=True)
+
+
 class EngineMismatchError(UsageError):
     """The engine was built for another TensorRT version or GPU."""
 
@@ -94,7 +101,7 @@ class EngineRunner:
         for name in self.inputs:
             if name not in feeds:
                 raise UsageError(f"no data for engine input {name!r}; the engine's inputs are {self.inputs}")
-            array = np.ascontiguousarray(feeds[name], dtype=self._dtype(name))
+            array = host_array(feeds[name], self._dtype(name))
             self._check_shape(name, tuple(array.shape))
             if not self.context.set_input_shape(name, array.shape):
                 raise UsageError(f"TensorRT rejected shape {array.shape} for input {name!r}")

@@ -18,7 +18,7 @@ _HARDWARE_LEVELS = {"none": None, "ampere+": "ampere+", "same_compute_capability
 
 def _shape_list(profiles: Profiles, which: str) -> str:
     specs = []
-    for p in profiles.dynamic:
+    for p in profiles.shaped:  # every input the ONNX leaves open, each named
         if "," in p.name or "'" in p.name:
             raise UsageError(f"input name {p.name!r} cannot be written in trtexec's shape flags (',' and \"'\" "
                              "separate entries there)", hint="rename the input, or build with convertctl itself")
@@ -65,7 +65,7 @@ def trtexec_argv(major: int, spec, profiles: Profiles, onnx: str = "model.onnx",
         argv += [f"--{flag.lower()}" for flag in weak_precision_flags(spec.precision, graph_int8)]
     if not spec.tf32:
         argv.append("--noTF32")
-    if profiles.dynamic:
+    if profiles.shaped:
         argv += [f"--minShapes={_shape_list(profiles, 'min')}", f"--optShapes={_shape_list(profiles, 'opt')}",
                  f"--maxShapes={_shape_list(profiles, 'max')}"]
     if spec.workspace_mib:
@@ -86,7 +86,7 @@ def trtexec_argv(major: int, spec, profiles: Profiles, onnx: str = "model.onnx",
 def bench_argv(profiles: Profiles, engine: str = "model.engine") -> list[str]:
     """Time the engine with trtexec at the profile's opt shapes (the same command on 10.x and 11.x)."""
     argv = ["trtexec", f"--loadEngine={engine}"]
-    if profiles.dynamic:
+    if profiles.shaped:
         argv.append(f"--shapes={_shape_list(profiles, 'opt')}")
     return argv
 
