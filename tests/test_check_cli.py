@@ -127,9 +127,9 @@ def test_bad_targets_and_files(models, tmp_path):
     garbage.write_text("this is not a model\n")
     res = run_cli("check", garbage, "-t", "openvino")
     assert res.code == 2 and "is not an ONNX model" in res.stderr and "Traceback" not in res.stderr
-    (tmp_path / "model.pt").write_bytes(b"torchscript")
+    (tmp_path / "model.pt").write_bytes(b"torchscript")  # not even a zip: named by its suffix
     res = run_cli("check", tmp_path / "model.pt", "-t", "openvino")
-    assert res.code == 2 and "is not an ONNX model" in res.stderr
+    assert res.code == 2 and "is a PyTorch file, not an ONNX model" in res.stderr and "convertctl export" in res.stderr
 
 
 def test_check_pytorch_recipe_exports_first(models_file, write_recipe, tmp_path):
