@@ -16,7 +16,7 @@ PY   := $(VENV)/bin/python
 PIP  := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: install data frameworks models demo test test-fast lint bench clean help
+.PHONY: install data frameworks models demo test test-fast test-corpus lint bench clean help
 
 help:
 	@echo "make demo    install, then run $(RECIPE)"
@@ -67,10 +67,14 @@ demo: data
 	$(VENV)/bin/convertctl run $(RECIPE)
 
 test: data frameworks models
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not corpus_full" $(PYTEST_ARGS)
 
 test-fast: data frameworks models
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not corpus_full" $(PYTEST_ARGS)
+
+# The corpus models whose runs take minutes each (docs/corpus.md): about 20 minutes on 2 cores
+test-corpus: data frameworks models
+	$(PY) -m pytest -m corpus_full tests/test_corpus.py $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check convertctl tests benchmarks calib_data recipes
