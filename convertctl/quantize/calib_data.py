@@ -35,9 +35,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from convertctl.data import limits
+from convertctl.data.batching import stack
 from convertctl.data.images import IMAGE_SUFFIXES, preprocess
 from convertctl.data.samples import one_sample
 from convertctl.errors import UsageError
+from convertctl.recipe import feed_shape
 
 TENSOR_SUFFIXES = {".npy", ".npz"}
 HASH_VERSION = 1
@@ -97,8 +99,9 @@ class CalibrationData:
         self.spec = spec
         self.input = next(i for i in inputs if i.name == name)
         if self.input.batch_axis is None:
-            raise UsageError(f"calibration.input {name!r} is not batched (batch_axis null{' : a scalar' if not self.input.shape else ''}): "
-                             "calibration samples are stacked along the batch axis of the input they feed",
+            what = "a scalar" if not self.input.shape else "batch_axis null"
+            raise UsageError(f"calibration.input {name!r} is not batched ({what}): calibration samples are stacked "
+                             "along the batch axis of the input they feed",
                              hint="point calibration.input at a batched input, or give this one a batch_axis")
         self.others = [i for i in inputs if i.name != name]
         self.axes = {i.name: i.batch_axis for i in inputs}  # how samples stack (data/batching.stack)
@@ -463,11 +466,6 @@ def _check_sample_count(files: list[_File], data: Path) -> None:
 
 def _fmt(shape) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _dim_value(d: str, dims) -> int:
-    r = dims.get(d)
-    return 1 if r is None else (r.opt or r.min)
 
 
 def _sample_dims(spec) -> list:

@@ -51,6 +51,13 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
                          hint="quantize the FP32 model instead")
     ops = quantizable_op_types(fp32, list(exclude_ops))
     if not ops:
+        top, nested = weighted_layers(fp32)
+        if nested and not top:  # silero-vad: the whole network is the body of one If
+            raise UsageError(f"the model has no operators to quantize in its main graph: its {nested} "
+                             "Conv/Gemm/MatMul layers sit inside If/Loop/Scan bodies, which ONNX Runtime's Q/DQ "
+                             "quantizer does not enter",
+                             hint="build it with fp32/fp16 targets; an INT8 model needs those layers in the main "
+                                  "graph (an export without the If, e.g. one traced for a single sample rate)")
         raise UsageError("the model has no operators to quantize", hint="check quantize.exclude_ops")
     tensorrt = flavour == "qdq_s8"
     if reduce_range and flavour != "qdq_u8s8":
@@ -58,11 +65,33 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
     with _quiet_root_logger():  # ORT logs a generic "consider pre-processing" warning on every call
         _quantize_static(quant, fp32, table, out, ops, flavour, exclude_nodes, reduce_range)
     kept_float = keep_float_layers_float(out)
+    top, nested = weighted_layers(fp32)
     weights = ("uint8 asymmetric per-channel" if flavour == "qdq_u8u8" else
                "int8 symmetric per-channel" + (", 7 bits (reduce_range)" if reduce_range else ""))
     return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if tensorrt else "uint8 asymmetric",
             "weights": weights, "reduce_range": reduce_range, "excluded_nodes": list(exclude_nodes),
-            "excluded_ops": list(exclude_ops), "float_layers_fed_float": kept_float}
+            "excluded_ops": list(exclude_ops), "float_layers_fed_float": kept_float,
+            **({"layers_in_subgraphs_left_float": nested, "layers_in_main_graph": top} if nested else {})}
+
+
+def weighted_layers(path: Path) -> tuple[int, int]:
+    """(Conv/ConvTranspose/Gemm/MatMul nodes in the main graph, those inside If/Loop/Scan bodies). ONNX Runtime's
+    Q/DQ quantizer (and its calibrator) works on the main graph only: the layers in bodies stay float."""
+    onnx = require("onnx", "onnx")
+    ops = (*_WEIGHTED_OPS, "MatMul")
+
+    def nested(graph) -> int:
+        n = 0
+        for node in graph.node:
+            for attr in node.attribute:
+                bodies = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else \
+                    list(attr.graphs) if attr.type == onnx.AttributeProto.GRAPHS else []
+                for body in bodies:
+                    n += sum(inner.op_type in ops for inner in body.node) + nested(body)
+        return n
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sum(node.op_type in ops for node in graph.node), nested(graph)
 
 
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm")
@@ -151,6 +180,49 @@ def _quantize_static(quant, fp32, table, out, ops, flavour, exclude_nodes, reduc
     )
 
 
+def rehome_subgraph_casts(graph) -> int:
+    """Move the Casts the FP16 converter put in the wrong graph into the subgraph whose values they convert;
+    returns how many moved.
+
+    onnxruntime.transformers' `convert_float_to_float16` converts If/Loop/Scan bodies too, but appends the Casts
+    around a node it keeps in FP32 inside a body (a Pow in silero-vad's If branch) to the *main* graph, where the
+    value they read does not exist (ONNX's checker: "input 'slice_2' of node ... is not output of any previous
+    node"). Such a Cast belongs right after the node that produces its input, in that node's graph; the nodes of
+    the body that read its output are in that graph (or deeper), so every value is again defined in scope."""
+    onnx = require("onnx", "onnx")
+    moved = 0
+    while True:
+        top = {i.name for i in graph.input} | {i.name for i in graph.initializer} | \
+            {o for n in graph.node for o in n.output}
+        where = _nested_producers(graph)
+        stray = next((n for n in graph.node if n.op_type == "Cast" and n.input and n.input[0] not in top
+                      and n.input[0] in where), None)
+        if stray is None:
+            return moved
+        sub, producer = where[stray.input[0]]
+        cast = onnx.NodeProto()
+        cast.CopyFrom(stray)
+        graph.node.remove(stray)
+        position = 0 if producer is None else list(sub.node).index(producer) + 1
+        sub.node.insert(position, cast)
+        moved += 1
+
+
+def _nested_producers(graph, where: dict | None = None) -> dict:
+    """Every value defined in a body nested in `graph` -> (that body, the node producing it, or None for a body
+    input or initializer)."""
+    where = {} if where is None else where
+    for node in graph.node:
+        for body in _bodies(node):
+            for value in (*body.input, *body.initializer):
+                where.setdefault(value.name, (body, None))
+            for inner in body.node:
+                for out in inner.output:
+                    where.setdefault(out, (body, inner))
+            _nested_producers(body, where)
+    return where
+
+
 # Operators that commonly lose accuracy or overflow in FP16 (same spirit as onnxconverter-common's list).
 FP16_KEEP_FP32_OPS = ["ReduceSum", "ReduceMean", "ReduceProd", "Exp", "Log", "Pow", "Softmax", "LogSoftmax",
                       "Resize", "Range", "CumSum", "TopK", "NonMaxSuppression", "RandomUniformLike",
@@ -170,10 +242,85 @@ def emit_fp16(fp32: Path, out: Path, table: CalibrationTable | None, range_limit
                 overflow.append(node.name)
     keep_ops = sorted(set(FP16_KEEP_FP32_OPS) | set(exclude_ops))
     keep_nodes = sorted(set(overflow) | set(exclude_nodes))
+    renamed = unique_initializer_names(model.graph)  # the converter asserts one name per float initializer
     converted = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=keep_ops,
                                                  node_block_list=keep_nodes)
+    rehomed = rehome_subgraph_casts(converted.graph)
+    duplicates = drop_duplicate_casts(converted.graph)
     # the converter inserts Casts out of order: sorted and checked, or ONNX Runtime segfaults loading it
     reordered = save_checked(converted, out)
-    return {"nodes_reordered": reordered, "kept_fp32_ops": [op for op in keep_ops if any(n.op_type == op for n in model.graph.node)],
+    fixes = {"casts_moved_into_subgraphs": rehomed, "initializers_renamed_in_subgraphs": renamed,
+             "duplicate_casts_dropped": duplicates}
+    return {"nodes_reordered": reordered, **{k: v for k, v in fixes.items() if v},
+            "kept_fp32_ops": [op for op in keep_ops if any(n.op_type == op for n in model.graph.node)],
             "kept_fp32_nodes_overflow": overflow, "kept_fp32_nodes_excluded": sorted(exclude_nodes),
             "range_limit": range_limit, "ranges_from": "calibration table" if table else "none (no calibration)"}
+
+
+def drop_duplicate_casts(graph) -> int:
+    """Drop the Casts that repeat one already in the graph (same input, same output name, same type); returns how
+    many. The FP16 converter adds one `<tensor>_cast_to_fp32` Cast per FP32-kept consumer of a tensor, all with the
+    same output name, which breaks SSA (ONNX's checker: "has been used as output names multiple times"; Magika)."""
+    dropped = 0
+    first: dict[str, tuple] = {}  # output name -> (inputs, attributes) of the first Cast writing it
+    for node in list(graph.node):
+        for body in _bodies(node):
+            dropped += drop_duplicate_casts(body)
+        if node.op_type != "Cast" or len(node.output) != 1:
+            continue
+        key = (tuple(node.input), tuple((a.name, a.i) for a in node.attribute))
+        if first.get(node.output[0]) == key:
+            graph.node.remove(node)
+            dropped += 1
+        else:
+            first.setdefault(node.output[0], key)
+    return dropped
+
+
+def _bodies(node):
+    onnx = require("onnx", "onnx")
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def unique_initializer_names(graph) -> int:
+    """Give every initializer of the If/Loop/Scan bodies a name no other graph of the model uses; returns how many
+    were renamed. onnxruntime.transformers' FP16 converter keys initializers by name across all graphs (`assert
+    n.name not in fp32_initializers`): silero-vad's ONNX, written by spox, has the same initializer names in both
+    branches of its If. A body's own initializer shadows any outer value of its name, so renaming it and every read
+    of it inside that body (and the bodies nested in it that do not define the name again) changes nothing."""
+    seen = {i.name for i in graph.initializer}
+    renamed = 0
+
+    def rename_reads(g, old: str, new: str) -> None:
+        for node in g.node:
+            for k, name in enumerate(node.input):
+                if name == old:
+                    node.input[k] = new
+            for body in _bodies(node):
+                if old not in {i.name for i in body.initializer} | {i.name for i in body.input}:
+                    rename_reads(body, old, new)
+        for value in (*g.output, *g.value_info):
+            if value.name == old:
+                value.name = new
+
+    def visit(g) -> None:
+        nonlocal renamed
+        for node in g.node:
+            for body in _bodies(node):
+                for init in body.initializer:
+                    if init.name in seen:
+                        old, k = init.name, 1
+                        while f"{old}__{k}" in seen:
+                            k += 1
+                        init.name = f"{old}__{k}"
+                        rename_reads(body, old, init.name)
+                        renamed += 1
+                    seen.add(init.name)
+                visit(body)
+
+    visit(graph)
+    return renamed

@@ -50,9 +50,9 @@ def upgrade_for_qdq(fp32: Path, folder: Path, feeds: dict[str, np.ndarray], chun
     onnx = require("onnx", "onnx")
     from onnx import version_converter
 
+    from convertctl.data.batching import axes_of, sample_count
     from convertctl.evaluate.compare import compare
     from convertctl.model import external_data_files, load_proto
-    from convertctl.data.batching import axes_of, sample_count
     from convertctl.quantize.batches import run_session
     from convertctl.targets.onnxruntime import load_error, session
 

@@ -94,6 +94,11 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
             info = emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes)
         if upgrade is not None:
             info["opset"] = upgrade.details["to_opset"]
+        if info.get("layers_in_subgraphs_left_float"):  # say so: such an "INT8" model is mostly float
+            result.findings.append(
+                f"{name}: {info['layers_in_subgraphs_left_float']} Conv/Gemm/MatMul layer(s) inside If/Loop/Scan "
+                f"bodies stay float (ONNX Runtime's Q/DQ quantizer and calibrator work on the main graph only); "
+                f"{info['layers_in_main_graph']} in the main graph can be quantized")
         result.emissions[name] = out
         result.outputs.append(out)
         # the emission's own numbers, without ONNX Runtime's layout transformations (level "all"), which crash

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from convertctl.errors import UsageError, require
+from convertctl.errors import ConvertctlError, UsageError, require
 from convertctl.schema import TargetOptions
 from convertctl.targets.base import BuiltArtifact, Feeds, Runner, Target
 
@@ -117,7 +117,8 @@ def _nncf_quantize(model, spec: OpenVINOOptions, ctx, onnx_path: Path) -> tuple:
     if ctx is None or ctx.calibration is None:
         raise UsageError("an openvino int8 target with int8_method nncf needs calibration data")
     inputs = [p.get_any_name() for p in model.inputs]
-    dataset = nncf.Dataset(list(ctx.calibration()), lambda feeds: {k: feeds[k] for k in inputs if k in feeds})
+    runs = _calibration_runs(model, ctx)
+    dataset = nncf.Dataset(runs, lambda feeds: {k: feeds[k] for k in inputs if k in feeds})
     names, types, unmapped = ov_ignored_scope(model, onnx_path, ctx.exclude_nodes, ctx.exclude_ops)
     if unmapped:
         raise UsageError(f"quantize.exclude_nodes names nodes the model does not have: {unmapped}")
@@ -126,13 +127,67 @@ def _nncf_quantize(model, spec: OpenVINOOptions, ctx, onnx_path: Path) -> tuple:
 
     fix, why = resolve_overflow_fix(spec.overflow_fix)
     # Full bias correction: on EfficientNet-Lite0 it lifted cosine vs FP32 from 0.987 to 0.991; with the
-    # overflow fix off on this VNNI CPU, 0.990 -> 0.995 (measured).
-    quantized = nncf.quantize(model, dataset, subset_size=max(1, ctx.num_calibration), ignored_scope=ignored,
-                              fast_bias_correction=False,
-                              advanced_parameters=AdvancedQuantizationParameters(overflow_fix=getattr(OverflowFix, fix.upper())))
-    return quantized, {"nncf": nncf.__version__, "subset_size": ctx.num_calibration, "fast_bias_correction": False,
+    # overflow fix off on this VNNI CPU, 0.990 -> 0.995 (measured). NNCF quantizes a model with If operations
+    # (silero-vad: its whole body is one If) only with fast bias correction: it raises NotImplementedError else.
+    has_if = any(op.get_type_name() == "If" for op in model.get_ops())
+    if has_if:
+        model = _unshared_bodies(model)
+    try:
+        quantized = nncf.quantize(model, dataset, subset_size=max(1, len(runs)), ignored_scope=ignored,
+                                  fast_bias_correction=has_if,
+                                  advanced_parameters=AdvancedQuantizationParameters(overflow_fix=getattr(OverflowFix, fix.upper())))
+    except nncf.ValidationError as exc:
+        if has_if and "must not be empty" in str(exc):  # an If branch no calibration sample takes
+            raise ConvertctlError(
+                "NNCF cannot quantize this model: it quantizes both branches of every If operation, each on the "
+                "calibration samples that take it, and no calibration sample takes one of the branches (every "
+                "sample gives the If's condition the same value, e.g. an input with a fixed `value` such as a "
+                "sample rate)", hint="calibrate on data that takes every branch; int8_method: qdq builds instead, "
+                                     "but ONNX Runtime's Q/DQ quantizer leaves the layers inside If bodies in float "
+                                     "(see the quantize stage's findings)") from None
+        raise
+    return quantized, {"nncf": nncf.__version__, "subset_size": ctx.num_calibration,
+                       **({"calibration_runs": len(runs)} if len(runs) != ctx.num_calibration else {}),
+                       "fast_bias_correction": has_if,
+                       **({"fast_bias_correction_reason": "the model has If operations, which NNCF's full bias "
+                                                          "correction does not support"} if has_if else {}),
                        "overflow_fix": fix, "overflow_fix_reason": why,
                        "ignored_scope": {"names": names, "types": types}}
+
+
+def _unshared_bodies(model):
+    """The model written as IR and read back. OpenVINO's ONNX front end lets the two bodies of an If share nodes
+    (a node of one body lists consumers in the other), on which NNCF's graph builder fails ("Could not find a node
+    node_select_1_2 in NNCFGraph", silero-vad op18); a model read from IR has bodies of their own. In memory (no
+    file stays mapped)."""
+    import tempfile
+
+    ov = require("openvino", "openvino")
+    with tempfile.TemporaryDirectory(prefix="convertctl-ov-") as tmp:
+        xml, weights = Path(tmp) / "model.xml", Path(tmp) / "model.bin"
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        data = np.fromfile(weights, dtype=np.uint8) if weights.exists() else np.zeros(0, np.uint8)
+        return ov.Core().read_model(xml.read_text(), ov.Tensor(data))
+
+
+def _calibration_runs(model, ctx) -> list[dict[str, np.ndarray]]:
+    """The calibration samples as the model takes them, one NNCF dataset item per model run: single samples
+    (a batch of one at each input's batch axis), or for a model that takes exactly b > 1 samples per run (a
+    fixed dim at an input's batch axis, or a batch the recipe pins) b samples stacked along the batch axes, the
+    last run filled up with copies of its last sample (quantize/batches.model_runs)."""
+    from convertctl.data.batching import Chunk
+    from convertctl.data.dims import pinned_batch_dims
+    from convertctl.quantize.batches import model_runs, run_size
+
+    axes = {spec.name: spec.batch_axis for spec in ctx.inputs}
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        shapes[port.get_any_name()] = ([d.get_length() if d.is_static else None for d in shape]
+                                       if shape.rank.is_static else [])
+    pinned = [ctx.dims[d][1] for d in pinned_batch_dims(ctx.inputs) if d in ctx.dims]  # (min, opt, max)
+    size = run_size(shapes, Chunk(min(pinned), axes, exact=True) if pinned else Chunk(1, axes))
+    return [feeds for feeds, _ in model_runs(ctx.calibration(), size, axes)]
 
 
 def _build(onnx_path: Path, spec: OpenVINOOptions, out_dir: Path, ctx=None) -> BuiltArtifact:
