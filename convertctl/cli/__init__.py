@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 
 import click
@@ -100,6 +101,11 @@ def _interrupted(signum: int, argv) -> None:
 
 def main(argv=None) -> None:
     from convertctl import processes, supervisor
+
+    # convertctl sends nothing anywhere. OpenVINO's convert_model and NNCF send usage telemetry unless they see
+    # CI=true (their documented switch, read when they start); the sender they fork from a background thread
+    # also took numpy's OpenBLAS threads with it and made later np.linalg calls spin forever.
+    os.environ["CI"] = "true"
 
     if supervisor.wanted(sys.argv[1:] if argv is None else list(argv)):  # runtimes load in a child (supervisor.py)
         sys.exit(supervisor.supervise(sys.argv[1:] if argv is None else list(argv)))
