@@ -151,7 +151,12 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's process: not ours to judge
-    return True
+    # a killed run whose parent died too is a zombie until init reaps it (in containers, maybe never): dead
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:][:1] != "Z"
+    except (OSError, ValueError):
+        return True
 
 
 def _glob_escape(text: str) -> str:
