@@ -117,6 +117,7 @@ class Run(StageCaching):
         self.samples_record: SamplesRecord | None = None
         self.latency_baseline: LatencyRecord | None = None
         self.unsupported: dict[str, str] = {}  # runtime -> why the check says it cannot work (its targets are not built)
+        self.emission_errors: dict[str, str] = {}  # emission -> why the quantize stage could not make it
         self.cache = None  # the stage cache (stage_cache.py), opened in execute()
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -298,7 +299,8 @@ class Run(StageCaching):
 
         self.reporter.start("check", f"operator support: {', '.join(runtimes)}")
         try:
-            report = check_model(self.onnx, runtimes, explicit_dim_ranges(self.recipe) or None)
+            # a dim the recipe gives a value (a range, or a fixed size in `dims` or in inputs[].shape) has its range
+            report = check_model(self.onnx, runtimes, explicit_dim_ranges(self.recipe) or None, self.inputs)
         except (ConvertctlError, ImportError):
             raise
         except Exception as exc:  # the checker's own failure must not cost the run its builds: say so, build
@@ -381,7 +383,9 @@ class Run(StageCaching):
         result = run_quantize(self.onnx, needed, self.calib, self.recipe, self.dir / "quantize", cache, self.feeds,
                               self.output_names, self.onnx_outputs, self.chunk)
         self.emissions = result.emissions
-        self._stage(StageRecord(name="quantize", status="ok", seconds=result.seconds, inputs=self._files([self.onnx]),
+        self.emission_errors = result.failed
+        self._stage(StageRecord(name="quantize", status="error" if result.failed else "ok", seconds=result.seconds,
+                                inputs=self._files([self.onnx]),
                                 outputs=self._files(result.outputs), findings=result.findings,
                                 details=result.details, verification=result.verification))
 
@@ -403,6 +407,13 @@ class Run(StageCaching):
             return
         folder = self.dir / "targets" / spec.id
         record.built_from = target.emission(spec)
+        if record.built_from in self.emission_errors:  # e.g. INT8 of a model whose layers all sit inside an If
+            record.status = "error"
+            record.reason = f"not built: its {record.built_from} model could not be made: " + \
+                self.emission_errors[record.built_from]
+            self.artifacts.append(record)
+            self.reporter.finish(record)
+            return
         crash = crashed_targets().get(spec.id)
         if crash:  # an earlier attempt of this command died natively in this target (supervisor.py)
             record.status, record.reason = "error", crash + (
@@ -646,7 +657,8 @@ class Run(StageCaching):
                              paths=["onnx"], arrays=["onnx_outputs"], values=["onnx_label"])
             if "build" in self.recipe.stages:
                 checkpoint()
-                self._cached("quantize", self._quantize_key, self._quantize, ["quantize"], path_maps=["emissions"])
+                self._cached("quantize", self._quantize_key, self._quantize, ["quantize"], path_maps=["emissions"],
+                             values=["emission_errors"])
             self._write_onnx_result()
             if "build" in self.recipe.stages:
                 for spec in self.recipe.targets:

@@ -108,3 +108,41 @@ def test_a_run_of_a_corpus_recipe(model_id, tmp_path):
 @pytest.mark.parametrize("model_id", list(FULL))
 def test_a_run_of_a_corpus_recipe_that_takes_minutes(model_id, tmp_path):
     _run_recipe(model_id, FULL[model_id], tmp_path)
+
+
+def test_silero_vad_onnx_builds_what_can_be_built_and_says_why_not_the_rest(tmp_path):
+    """Silero VAD's whole network is the body of one If (on the sample rate): ONNX Runtime runs it; OpenVINO's and
+    TensorRT's parsers refuse that If; ONNX Runtime's Q/DQ quantizer never enters If bodies. The run still builds
+    and verifies the FP32 artifact (three inputs of three kinds: audio, a state batched on axis 1, an int scalar)
+    and names why each other target was not built: an error (exit 1), never a silent skip."""
+    res = run_cli("run", RECIPES / "silero_vad_onnx.yaml", "-o", tmp_path / "out", "--json", timeout=600)
+    assert res.code == 1, res.stderr[-3000:]
+    manifest = load_manifest(tmp_path / "out")
+    assert manifest["status"] == "error" and manifest["exit_code"] == 1
+    by_id = {a["id"]: a for a in manifest["artifacts"]}
+    fp32 = by_id["onnxruntime_fp32"]
+    assert fp32["status"] == "ok"
+    gate = fp32["verification"][0]
+    assert all(o["cosine"] is None or o["cosine"] >= 0.9999 for o in gate["outputs"].values())
+    assert all(o["max_abs"] <= 1e-5 and o["passed"] for o in gate["outputs"].values())
+    assert by_id["openvino_fp32"]["status"] == "error" and "unsupported by openvino" in by_id["openvino_fp32"]["reason"]
+    assert by_id["tensorrt_fp32"]["status"] == "error" and "unsupported by tensorrt" in by_id["tensorrt_fp32"]["reason"]
+    int8 = by_id["onnxruntime_int8"]
+    assert int8["status"] == "error"
+    assert int8["reason"].startswith("not built: its qdq_u8s8 model could not be made: ") and "If" in int8["reason"]
+    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    assert quantize["status"] == "error" and any(f.startswith("qdq_u8s8: not made: ") for f in quantize["findings"])
+    assert not (tmp_path / "out" / "quantize" / "model.qdq_u8s8.onnx").exists()
+    assert "internal error" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_silero_vad_torchscript_is_refused_with_the_exporters_reason(tmp_path):
+    """The TorchScript of the same model keeps its recurrent state in module attributes: torch's TorchScript
+    exporter cannot replay it (torch.export refuses every ScriptModule). One clear line, exit 2, with what to do."""
+    res = run_cli("run", RECIPES / "silero_vad_jit.yaml", "-o", tmp_path / "out", "--json", timeout=600)
+    assert res.code == 2, res.stderr[-3000:]
+    error = json.loads(res.stdout)
+    assert error["error"].startswith("torch.onnx.export failed (legacy: ")
+    assert "TorchScript module that keeps state" in error["hint"]
+    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in res.stderr

@@ -177,6 +177,9 @@ def work(request: dict) -> dict:
     external = request["external_data"] == "always" or needed
     onnx_path = Path(request["onnx"])
     order = {"auto": ["dynamo", "legacy"], "dynamo": ["dynamo"], "legacy": ["legacy"]}[request["exporter"]]
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    if scripted and request["exporter"] == "auto":  # torch.export refuses every ScriptModule: its error says nothing
+        order = ["legacy"]
     attempts, used = [], None
     for name in order:
         t0 = time.perf_counter()
@@ -195,7 +198,11 @@ def work(request: dict) -> dict:
             onnx_path.unlink(missing_ok=True)
     if used is None:
         reasons = "; ".join(f"{a['exporter']}: {a['reason']}" for a in attempts)
-        raise ChildError("source", f"torch.onnx.export failed ({reasons})", hint="run with -v and see the export log")
+        hint = "run with -v and see the export log"
+        if scripted:  # the TorchScript exporter replays the scripted code: Python-side state and branches often fail
+            hint = ("a TorchScript module that keeps state in attributes or branches on Python values often does not "
+                    "export; export from the model's Python code, or use an ONNX its publisher ships; " + hint)
+        raise ChildError("source", f"torch.onnx.export failed ({reasons})", hint=hint)
     return {
         "exporter": used,
         "attempts": attempts,

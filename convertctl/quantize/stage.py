@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convertctl.errors import ConvertctlError
 from convertctl.report.manifest import Comparison
 
 # Samples the sensitivity ranking runs (one FP32 session and run per quantized layer). EfficientNet-Lite0: the
@@ -33,6 +34,7 @@ class QuantizeResult:
     verification: list[Comparison] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    failed: dict[str, str] = field(default_factory=dict)  # emission -> why it could not be made (its targets error)
 
 
 def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cache_dir: Path, feeds, output_names,
@@ -41,7 +43,6 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
     from convertctl.evaluate.compare import compare
     from convertctl.model import companion_files
     from convertctl.quantize.batches import run_session
-    from convertctl.quantize.emit import emit_fp16, emit_qdq
     from convertctl.quantize.histograms import layer_histograms
     from convertctl.quantize.histograms import summary as histogram_summary
     from convertctl.quantize.layers import layer_errors, suggested_exclusions
@@ -53,7 +54,8 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
-    q = recipe.quantize
+    # a recipe whose onnxruntime int8 targets disagree is wrong as a whole (exit 2), not one emission's failure
+    form = u8s8_form(recipe.targets) if "qdq_u8s8" in needed else None
     result = QuantizeResult(emissions={"fp32": fp32})
     # Q/DQ needs opset 13 (per-channel axis): an older model is upgraded and verified first, and every emission,
     # and the calibration table they share, is made from the upgraded model. FP32 targets keep the original.
@@ -82,16 +84,17 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
     order = ["qdq_u8s8", "qdq_u8u8", "qdq_s8", "fp16"]  # INT8 first: its comparison is the one the terminal shows
     for name in sorted(needed - {"fp32"}, key=order.index):
         out = folder / f"model.{name}.onnx"
-        if name == "fp16":
-            info = emit_fp16(base, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
-        elif name == "qdq_u8s8":
-            form, why = u8s8_form(recipe.targets)
-            info = emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes,
-                            reduce_range=form == "u8s8_reduce_range")
-            info.update(int8_form=form, int8_form_reason=why)
-            result.findings.append(f"qdq_u8s8: {form} ({why})")
-        else:
-            info = emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes)
+        try:
+            info = _emit(name, base, out, table, recipe, form)
+        except ConvertctlError as exc:  # this precision cannot be made; the other targets (FP32 at least) still build
+            out.unlink(missing_ok=True)  # nothing half-written looks finished
+            why = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            result.failed[name] = why
+            result.findings.append(f"{name}: not made: {why}")
+            result.details[name] = {"error": why}
+            continue
+        if name == "qdq_u8s8":
+            result.findings.append(f"qdq_u8s8: {info['int8_form']} ({info['int8_form_reason']})")
         if upgrade is not None:
             info["opset"] = upgrade.details["to_opset"]
         if info.get("layers_in_subgraphs_left_float"):  # say so: such an "INT8" model is mostly float
@@ -143,6 +146,20 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
             result.details["histograms"] = histogram_summary(doc)
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
+
+
+def _emit(name: str, base: Path, out: Path, table, recipe, form: tuple[str, str] | None) -> dict:
+    """Write one emission of `base` to `out`; its details for the manifest. `form`: the qdq_u8s8 form and why."""
+    from convertctl.quantize.emit import emit_fp16, emit_qdq
+
+    q = recipe.quantize
+    if name == "fp16":
+        return emit_fp16(base, out, table, q.fp16_range_limit, q.exclude_ops, q.exclude_nodes)
+    if name == "qdq_u8s8":
+        (kind, why) = form
+        info = emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes, reduce_range=kind == "u8s8_reduce_range")
+        return {**info, "int8_form": kind, "int8_form_reason": why}
+    return emit_qdq(base, table, out, name, q.exclude_ops, q.exclude_nodes)
 
 
 def u8s8_form(targets, flags: set[str] | None = None) -> tuple[str, str]:
