@@ -16,7 +16,7 @@ from pathlib import Path
 from convertctl.errors import ConvertctlError
 
 
-def _subgraphs(node):
+def subgraphs(node):
     import onnx
 
     for attr in node.attribute:
@@ -29,7 +29,7 @@ def _subgraphs(node):
 def _reads(node) -> set[str]:
     """Every value a node needs before it runs: its inputs and the outer-scope values its subgraphs read."""
     needed = {name for name in node.input if name}
-    for graph in _subgraphs(node):
+    for graph in subgraphs(node):
         defined = {i.name for i in graph.input} | {i.name for i in graph.initializer}
         defined |= {i.name for i in graph.sparse_initializer}
         for inner in graph.node:
@@ -74,12 +74,12 @@ def sort_graph(graph, available: set[str] = frozenset()) -> bool:
         graph.node.extend(nodes[i] for i in order)
     scope = defined | set(produced)
     for node in graph.node:
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             changed |= sort_graph(sub, scope)
     return changed
 
 
-def save_checked(model, path: Path, *, external_data: bool = False) -> bool:
+def save_checked(model, path: Path) -> bool:
     """Sort, save, and run the full ONNX checker (with shape inference) on the file as written. Returns
     whether the nodes had to be reordered. A model the checker refuses is convertctl's own bug: it is
     raised as such (exit 1), with the checker's reason, before a runtime can crash on it."""
@@ -87,11 +87,7 @@ def save_checked(model, path: Path, *, external_data: bool = False) -> bool:
 
     reordered = sort_graph(model.graph)
     path = Path(path)
-    if external_data:
-        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                  location=path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save(model, str(path))
+    onnx.save(model, str(path))
     check_file(path)
     return reordered
 

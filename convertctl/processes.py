@@ -57,7 +57,7 @@ def raise_if_interrupted() -> None:
 def spawn(cmd: list[str], **popen_kwargs):
     """A registered child in its own process group; stopped (group and all) if the block raises."""
     raise_if_interrupted()
-    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent, **popen_kwargs)
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent, **popen_kwargs)
     with _lock:
         _live.add(proc)
     try:
@@ -71,7 +71,7 @@ def spawn(cmd: list[str], **popen_kwargs):
             _live.discard(proc)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: on Linux, be killed when convertctl dies, even by SIGKILL (no handler runs
     then). Elsewhere a no-op."""
     import ctypes

@@ -372,10 +372,14 @@ class Recipe(Strict):
 
 
 def explicit_dim_ranges(recipe: Recipe) -> dict[str, tuple[int, int, int]]:
-    """The (min, opt, max) of every symbolic dim the recipe gives a range for in `dims`.
+    """The (min, opt, max) of every symbolic dim the recipe gives a value in `dims` (or `--dim`): a range, or a
+    fixed size (min = opt = max), given in full or in part (`{opt: 640}`), or found in the data or the model's
+    metadata by data/inputs.resolve_dims.
 
-    Dims filled in with the default range (a symbolic dim the recipe names but gives no range for,
-    or one read from an ONNX source) are left out: for the check they have no range."""
+    Dims filled in with the default range (a symbolic dim the recipe names but gives no value, such as a batch
+    dim, or one read from an ONNX source) are left out: for the check they have no range. A dim the recipe fixes
+    in inputs[].shape (an int where the model's dim is dynamic) has no name here: the check reads it from the
+    recipe's inputs (checks/model_facts.input_specs)."""
     return {name: (r.min, r.opt if r.opt is not None else r.min, r.max)
             for name, r in recipe.dims.items() if r.model_fields_set}
 

@@ -2,7 +2,7 @@
 re-runs exactly the stages whose inputs it changes.
 
 An entry is keyed by the sha256 of everything the stage's result depends on (input file hashes, the stage's
-recipe sections, data and preprocessing hashes, tool versions, convertctl's version). It holds the stage's
+recipe sections, data and preprocessing hashes, tool versions, convertctl's version and source). It holds the stage's
 files, its record and the state later stages read, plus `entry.json`: every file's sha256 and a *seal*, the
 sha256 of (stage, key, file hashes, state), so an entry vouches for the key it was stored under and nothing else.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -71,8 +72,20 @@ def stage_cache_dir() -> Path | None:
 
 
 def make_key(stage: str, parts: dict) -> str:
-    canonical = json.dumps({"stage": stage, "convertctl": __version__, **parts}, sort_keys=True, default=str)
+    canonical = json.dumps({"stage": stage, "convertctl": __version__, "code": code_fingerprint(), **parts},
+                           sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """sha256 of convertctl's own source files: an entry made by other code is never reused, even under the same
+    version number (an editable install, a patched copy). About 100 files, a few ms, once per process."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def seal(stage: str, key: str, files: dict, state) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 STATE_ENV = "CONVERTCTL_SUPERVISED"  # the child's state file; set only for the supervised child itself
 CRASHED_ENV = "CONVERTCTL_CRASHED"  # JSON {artifact id: reason} of targets that crashed an earlier attempt
 FAULT_ENV = "CONVERTCTL_FAULT_AT"  # testing aid: a stage name ('quantize', 'build X') at which to segfault
+FAULT_KILL_ENV = "CONVERTCTL_FAULT_KILL"  # testing aid: "1" to SIGKILL itself there instead, as `kill -9` would
 COMMANDS = {"run", "build", "quantize", "export", "optimize", "check"}  # the ones that load runtimes
 CRASH_SIGNALS = {signal.SIGSEGV: "a segmentation fault", signal.SIGABRT: "an abort", signal.SIGBUS: "a bus error",
                  signal.SIGFPE: "a floating-point exception", signal.SIGILL: "an illegal instruction",
@@ -59,6 +60,9 @@ def note(**fields) -> None:
         os.replace(tmp, _state_file)
     if fields.get("stage") and fields["stage"] == os.environ.get(FAULT_ENV):
         import faulthandler
+
+        if os.environ.get(FAULT_KILL_ENV) == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
 
         faulthandler._sigsegv()  # a real segmentation fault in C code, for the tests of this module
 
@@ -101,6 +105,7 @@ def supervise(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="convertctl-supervisor-") as tmp:
         for attempt in range(1, 50):
             state_path = Path(tmp) / f"state-{attempt}.json"
+            ooms = oom_kills()
             code = _attempt(argv, state_path, crashed)
             if code >= 0:
                 return code
@@ -109,6 +114,11 @@ def supervise(argv: list[str]) -> int:
             trace = _read_text(Path(str(state_path) + ".trace"))
             what = f"{sig.name} ({CRASH_SIGNALS.get(sig, 'a signal')})"
             stage = state.get("stage") or "start-up"
+            if sig == signal.SIGKILL and ooms is not None:  # the cgroup's counter tells the OOM killer from a person
+                if oom_kills() == ooms:  # killed from outside (kill -9, a CI timeout): not a crash, never rerun
+                    return _report(argv, state, stage, "SIGKILL (killed by another process, not the out-of-memory "
+                                   "killer)", trace, code=128 + signal.SIGKILL)
+                what = "SIGKILL (killed by the kernel's out-of-memory killer)"
             target = _target_of(stage)
             if target and target not in crashed and state.get("staging"):
                 crashed[target] = f"crashed convertctl natively: {what} during '{stage}'" + _last_frame(trace)
@@ -148,7 +158,7 @@ def _attempt(argv: list[str], state_path: Path, crashed: dict[str, str]) -> int:
 
 
 def _die_with_parent() -> None:
-    from convertctl.processes import _die_with_parent as die
+    from convertctl.processes import die_with_parent as die
 
     die()
 
@@ -159,21 +169,52 @@ def _target_of(stage: str) -> str | None:
     return rest.strip() or None if head in ("build", "kit") else None
 
 
-def _report(argv: list[str], state: dict, stage: str, what: str, trace: str) -> int:
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed in this process's memory cgroup
+    (`oom_kill` of cgroup v2's memory.events or v1's memory.oom_control); None where it cannot be read."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    files = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        path = path.strip().rstrip("/")
+        if "memory" in controllers.split(","):
+            files += [f"/sys/fs/cgroup/memory{path}/memory.oom_control", "/sys/fs/cgroup/memory/memory.oom_control"]
+        elif controllers == "":
+            files += [f"/sys/fs/cgroup{path}/memory.events", "/sys/fs/cgroup/memory.events"]
+    for name in files:  # in a container the listed path may not exist: its own cgroup is the mount's root
+        try:
+            text = Path(name).read_text()
+        except OSError:
+            continue
+        for row in text.splitlines():
+            key, _, value = row.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+    return None
+
+
+def _report(argv: list[str], state: dict, stage: str, what: str, trace: str, code: int | None = None) -> int:
     from convertctl.errors import EXIT_INTERNAL
 
-    message = f"convertctl crashed natively: {what} during '{stage}'"
+    code = EXIT_INTERNAL if code is None else code
+    message = (f"convertctl crashed natively: {what} during '{stage}'" if code == EXIT_INTERNAL else
+               f"convertctl was stopped: {what} during '{stage}'")
     kept = _keep_partial(state, message, trace)
     hint = (f"partial output kept in {kept} (ERROR.txt has the Python stack)" if kept else
-            "the Python stack at the crash is printed above") + "; please report it with the model"
+            "the Python stack at the crash is printed above")
+    if code == EXIT_INTERNAL:
+        hint += "; please report it with the model"
     if kept is None and trace:
         print(trace.rstrip(), file=sys.stderr)
     if "--json" in argv:
-        print(json.dumps({"status": "error", "exit_code": EXIT_INTERNAL, "error": message, "hint": hint}), flush=True)
+        print(json.dumps({"status": "error", "exit_code": code, "error": message, "hint": hint}), flush=True)
     from convertctl.cli.ui import print_error
 
     print_error(message, hint)
-    return EXIT_INTERNAL
+    return code
 
 
 def _keep_partial(state: dict, message: str, trace: str) -> Path | None:

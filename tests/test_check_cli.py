@@ -206,3 +206,118 @@ def test_recipe_rejects_unknown_check_keys(models, write_recipe):
     recipe = _scaler_recipe(write_recipe, models["scaler"], check={"fail_fats": True})
     res = run_cli("recipe", "validate", recipe)
     assert res.code == 2 and "check.fail_fats" in res.stderr
+
+
+# ------------------------------------------------------------------------------------------------ dynamic dims
+
+def _image_net(path, metadata=None):
+    """Relu over x [-1, 3, ?, ?]: an unnamed batch, height and width, as paddle2onnx writes them."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "?", "?"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3, "?", "?"])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def _rows(stderr: str, column: int) -> list[str]:
+    """One cell of every row of the "not fully supported" table (wrapped cells joined)."""
+    table = stderr.split("not fully supported", 1)[1] if "not fully supported" in stderr else ""
+    rows: list[list[str]] = []
+    for line in table.splitlines():
+        if line.startswith("│"):
+            cells = [c.strip() for c in line.split("│")[1:-1]]
+            if cells[0] or not rows:
+                rows.append(cells)
+            else:
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=True)]
+    return [r[column] for r in rows]
+
+
+def test_dim_out_of_bounds_is_one_line_exit_2(models):
+    res = run_cli("check", models["scaler"], "-t", "onnxruntime", "--dim", "batch=0:99999999")
+    assert res.code == 2, res.stderr
+    assert [line for line in res.stderr.splitlines() if line.strip()] == [
+        "error: --dim 'batch=0:99999999': a dim must be 1..2147483647"]
+    res = run_cli("check", models["scaler"], "-t", "onnxruntime", "--dim", "batch=1:2147483648")
+    assert res.code == 2 and "a dim must be 1..2147483647" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("check", models["scaler"], "-t", "onnxruntime", "--dim", "batch=4:2")
+    assert res.code == 2 and "need MIN <= OPT <= MAX" in res.stderr
+    res = run_cli("check", models["scaler"], "-t", "onnxruntime", "--dim", "batch")  # the shared parser's hint
+    assert res.code == 2 and "expected NAME=VALUE" in res.stderr and "hint:" in res.stderr
+
+
+def test_dims_suggestion_is_shown_once_and_taken_verbatim(tmp_path):
+    model = _image_net(tmp_path / "m.onnx")
+    res = run_cli("check", model, "-t", "tensorrt", "-t", "openvino")
+    assert res.code == 0, res.stderr
+    suggestions = [s for s in _rows(res.stderr, -1) if "--dim" in s]
+    assert len(suggestions) == 1, res.stderr  # TensorRT's profile, not again per dim for "all"
+    assert _rows(res.stderr, 0) == ["tensorrt"]
+    assert suggestions[0].startswith("give each a profile: --dim batch=1:1:8 --dim x_2=SIZE --dim x_3=SIZE, or in "
+                                     "the recipe: dims: {batch: {min: 1, opt: 1, max: 8}, x_2: SIZE, x_3: SIZE}")
+    # the JSON keeps the model-level findings (one per dim) beside TensorRT's
+    report = _report(run_cli("check", model, "-t", "tensorrt", "-t", "openvino", "--json"))
+    assert sum(f.kind == "dynamic_dim" for f in report.findings) == 3
+    # without TensorRT: one row per dim, each in the same verbatim form (never "N" or "{min, opt, max}")
+    res = run_cli("check", model, "-t", "openvino")
+    assert res.code == 0, res.stderr
+    suggestions = _rows(res.stderr, -1)
+    assert [s.split(", or in the recipe: ")[0] for s in suggestions] == [
+        "give it a range: --dim batch=1:1:8", "give it a size: --dim x_2=SIZE", "give it a size: --dim x_3=SIZE"]
+    assert "dims: {batch: {min: 1, opt: 1, max: 8}}" in suggestions[0] and "dims: {x_2: SIZE}" in suggestions[1]
+    assert not any("=N " in s or "{min, opt, max}" in s for s in suggestions)
+    # pasted (SIZE filled in): nothing left to say
+    res = run_cli("check", model, "-t", "tensorrt", "-t", "openvino", "--dim", "batch=1:1:8", "--dim", "x_2=64",
+                  "--dim", "x_3=48", "--json")
+    assert res.code == 0 and _report(res).findings == [], res.stderr
+    assert all(t.verdict == "supported" for t in _report(res).targets)
+    # a size from the model's metadata is written in, in both forms
+    meta = _image_net(tmp_path / "meta.onnx", {"imgsz": "32"})
+    res = run_cli("check", meta, "-t", "openvino")
+    assert _rows(res.stderr, -1)[1].startswith("give it a size: --dim x_2=32, or in the recipe: dims: {x_2: 32}; "
+                                               "x_2 = 32 from the model's metadata (imgsz: 32)")
+
+
+def test_recipe_given_dims_have_their_range(tmp_path, write_recipe):
+    """A dim the recipe gives any value has its range: a `dims` range, a fixed value (min = opt = max, or
+    `--dim NAME=N`), or a size fixed in inputs[].shape. The check names the rest as the recipe does."""
+    model = _image_net(tmp_path / "m.onnx")
+    base = {"name": "img", "source": {"framework": "onnx", "path": str(model)},
+            "targets": [{"runtime": "tensorrt", "precision": "fp32"}], "output": "out"}
+
+    def dims_findings(recipe, *args):
+        res = run_cli("check", recipe, "--json", *args)
+        assert res.code == 0, res.stderr
+        report = _report(res)
+        trt = [n for t in report.targets for n in t.nodes if n.kind == "dynamic_dim"]
+        return [f.reason for f in report.findings if f.kind == "dynamic_dim"], [n.reason for n in trt]
+
+    fixed = write_recipe({**base, "inputs": [{"name": "x", "shape": [1, 3, 64, 48]}]}, "fixed.yaml")
+    assert dims_findings(fixed) == ([], [])
+    ranged = write_recipe({**base, "inputs": [{"name": "x", "shape": ["batch", 3, "height", "width"]}],
+                           "dims": {"batch": {"min": 1, "opt": 1, "max": 1}, "height": 64,
+                                    "width": {"min": 48, "opt": 48, "max": 48}}}, "ranged.yaml")
+    assert dims_findings(ranged) == ([], [])
+    named = write_recipe({**base, "inputs": [{"name": "x", "shape": ["batch", 3, "height", "width"]}]}, "named.yaml")
+    model_level, trt = dims_findings(named, "--dim", "height=64", "--dim", "width=48")
+    assert len(model_level) == 1 and "'batch'" in model_level[0] and len(trt) == 1 and "'height'" not in trt[0]
+    model_level, trt = dims_findings(named)  # under the recipe's names, which `--dim` and its `dims` take
+    assert "named 'height' by the recipe" in model_level[1] and "'height' (input 'x' axis 2)" in trt[0]
+    assert "x_2" not in " ".join(model_level + trt)
+
+
+def test_run_check_stage_counts_dims_the_recipe_fixes(tmp_path, write_recipe):
+    model = _image_net(tmp_path / "m.onnx")
+    recipe = write_recipe({"name": "img", "source": {"framework": "onnx", "path": str(model)},
+                           "inputs": [{"name": "x", "shape": ["batch", 3, 16, "width"]}],
+                           "dims": {"batch": {"min": 1, "max": 2}, "width": 24}, "samples": {"count": 2},
+                           "targets": [{"runtime": "onnxruntime", "precision": "fp32"},
+                                       {"runtime": "tensorrt", "precision": "fp32"}], "output": "out"})
+    res = run_cli("run", recipe)
+    assert res.code == 0, res.stderr
+    check = next(s for s in load_manifest(tmp_path / "out")["stages"] if s["name"] == "check")
+    assert check["details"]["targets"]["tensorrt"]["verdict"] == "supported", check["details"]["targets"]
+    assert not any("without a range" in f for f in check["findings"]), check["findings"]

@@ -136,8 +136,8 @@ def test_dynamic_dim_needs_a_range(tmp_path):
     report = check_model(path, BOTH)
     finding = next(f for f in report.findings if f.node == "")
     assert finding.verdict == "conditional" and "'batch'" in finding.reason
-    assert finding.suggestion == ("give it a size or range: --dim batch=N (or MIN:OPT:MAX), or in a recipe "
-                                  "dims: {batch: N} (or {min, opt, max})")
+    assert finding.suggestion == ("give it a range: --dim batch=1:1:8, or in the recipe: dims: {batch: {min: 1, opt: 1, "
+                                  "max: 8}}; batch: a batch dim; its max is the largest batch the model is run with")
     assert all(t.verdict == "supported" for t in report.targets)  # both run dynamic shapes as they are
     trt = check_model(path, ["tensorrt"]).targets[0]  # an engine needs an optimization profile
     assert trt.verdict == "conditional" and sum("'batch'" in n.reason for n in trt.nodes) == 1

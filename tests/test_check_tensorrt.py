@@ -318,6 +318,39 @@ def test_dynamic_dims_of_several_inputs_are_one_finding_in_convertctls_names(tmp
     assert [n for n in ranged.nodes if n.node == ""] == []
 
 
+def test_recipe_inputs_name_and_fix_the_models_dynamic_dims(tmp_path):
+    """The check of a recipe names the model's dynamic dims as the recipe's inputs[].shape does (as a run renames
+    them in the model in flight): the recipe's name for a dim, with its `dims` range, or the size it fixes the dim
+    to (a range min = opt = max: never "without a range"); an input of another rank keeps the model's names."""
+    from convertctl.recipe import InputSpec
+
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="relu")]
+    io = ([vi("x", T.FLOAT, [-1, 3, "?", "?"])], [vi("y", T.FLOAT, [-1, 3, "?", "?"])])
+    graph = helper.make_graph(nodes, "g", *io)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+
+    def profile(inputs, ranges=None):
+        facts = analyse(path, dim_ranges=ranges, inputs=inputs)
+        found = [n for n in check_tensorrt(facts).nodes if n.node == ""]
+        assert [n.kind for n in found] in ([], ["dynamic_dim"])
+        return facts, (found[0] if found else None)
+
+    facts, finding = profile([InputSpec(name="x", shape=[1, 3, 64, 48])])
+    assert finding is None and facts.findings == [] and facts.dynamic_inputs == {}
+    facts, finding = profile([InputSpec(name="x", shape=["batch", 3, "height", 48])], {"height": (32, 64, 64)})
+    assert "'batch' (input 'x' axis 0, a batch dim) without a range" in finding.reason
+    assert facts.dynamic_inputs == {"x": ["batch", "height"]}
+    assert [f.reason for f in facts.findings] == [
+        "input 'x' axis 0 is dynamic and unnamed, named 'batch' by convertctl, with no range given"]
+    _, finding = profile([InputSpec(name="x", shape=["n", 3, "height", "width"], batch_axis=None)])
+    assert finding.suggestion.startswith("give each a profile: --dim n=SIZE --dim height=SIZE --dim width=SIZE, "
+                                         "or in the recipe: dims: {n: SIZE, height: SIZE, width: SIZE}")
+    _, finding = profile([InputSpec(name="x", shape=["batch", "height", "width"])])  # another rank
+    assert "'x_2' (input 'x' axis 2)" in finding.reason
+
+
 def test_subgraph_nodes_are_judged(tmp_path):
     then_g = helper.make_graph([helper.make_node("Unique", ["x"], ["t"], name="inner_unique")], "then", [],
                                [vi("t", T.FLOAT, None)])

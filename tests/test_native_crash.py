@@ -27,10 +27,12 @@ from tests.conftest import load_manifest, small_cnn_recipe
 TWO_TARGETS = [{"runtime": "onnxruntime", "precision": "fp32"}, {"runtime": "openvino", "precision": "fp32"}]
 
 
-def _run(recipe, cwd, fault: str | None, *extra):
+def _run(recipe, cwd, fault: str | None, *extra, kill: bool = False):
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
     if fault:
         env["CONVERTCTL_FAULT_AT"] = fault
+    if kill:
+        env["CONVERTCTL_FAULT_KILL"] = "1"
     return subprocess.run([sys.executable, "-m", "convertctl", "run", str(recipe), "--no-latency", *extra],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
@@ -73,6 +75,25 @@ def test_a_crash_outside_a_target_keeps_a_partial_folder_with_the_stack(tmp_path
     again = _run(recipe, tmp_path, None)
     assert again.returncode == 0, again.stderr
     assert load_manifest(tmp_path / "out")["status"] == "ok" and not partial.exists()
+
+
+def test_a_sigkill_from_outside_is_not_taken_for_the_oom_killer(tmp_path, models_file, write_recipe):
+    """`kill -9` of the child (a person, a CI timeout) during a target's build: the cgroup's OOM-kill counter did not
+    move, so it is no crash to work around: no second attempt, the partial folder kept, exit 137 as in a shell."""
+    from convertctl.supervisor import oom_kills
+
+    if oom_kills() is None:
+        pytest.skip("this machine's memory cgroup has no readable oom_kill counter: SIGKILL is taken for the OOM killer")
+    recipe = write_recipe(small_cnn_recipe(targets=TWO_TARGETS))
+    res = _run(recipe, tmp_path, "build onnxruntime_fp32", "--json", kill=True)
+    assert res.returncode == 137, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["exit_code"] == 137 and doc["error"] == (
+        "convertctl was stopped: SIGKILL (killed by another process, not the out-of-memory killer) during "
+        "'build onnxruntime_fp32'")
+    assert "running again" not in res.stderr and "please report" not in doc["hint"]
+    assert "killed by another process" in (tmp_path / "out.partial" / "ERROR.txt").read_text()
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.staging-*"))
 
 
 def test_without_a_crash_the_supervisor_passes_exit_codes_and_output_through(tmp_path):

@@ -221,3 +221,51 @@ def test_an_outlier_channel_ranks_first(run, tmp_path):
     assert row["sqnr_db"] == pytest.approx(expected, abs=0.05), (row, expected)
     assert row["weight_sqnr_db"] == pytest.approx(10 * np.log10(np.sum(w ** 2) / np.sum((fq - w) ** 2)), abs=1e-2)
     assert row["axis"] == 0 and row["samples"] == n and row["model_output"] == gemm.output[0]
+
+
+def _shared_weight_model(path):
+    """y = conv_c(conv_a(x) + conv_b(x)) where conv_a and conv_b read one weight `w_shared` (as tf2onnx writes
+    Basic Pitch: one kernel for 32 Convs) and w_shared has one large outlier, which 8-bit per-channel steps lose."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(4, 4, 3, 3)).astype(np.float32) * 0.1
+    shared[:, :, 1, 1] += 20.0 * (rng.random(size=(4, 4)) > 0.5)  # per channel: an outlier coarsens every step
+    inits = [numpy_helper.from_array(shared, "w_shared"),
+             numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w_c")]
+    nodes = [helper.make_node("Conv", ["x", "w_shared"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w_shared"], ["b"], name="conv_b", pads=[2, 2, 2, 2], dilations=[2, 2]),
+             helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+             helper.make_node("Conv", ["s", "w_c"], ["y"], name="conv_c")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_weight_shared_by_several_layers_is_measured_once_and_suggested_for_all_its_readers(tmp_path):
+    model = _shared_weight_model(tmp_path / "shared.onnx")
+    feeds = {"x": np.random.default_rng(1).normal(size=(2, 4, 8, 8)).astype(np.float32)}
+    rows = weight_sensitivity(model, feeds, max_samples=2)
+    by_node = {r["node"]: r for r in rows}
+    assert set(by_node) == {"conv_a", "conv_b", "conv_c"}
+    a, b, c = by_node["conv_a"], by_node["conv_b"], by_node["conv_c"]
+    # one measurement of the weight as stored (once), reported for each reader
+    assert a["weight"] == b["weight"] == "w_shared" and a["weight_shared_by"] == b["weight_shared_by"] == 2
+    assert (a["sqnr_db"], a["cosine"], a["weight_sqnr_db"]) == (b["sqnr_db"], b["cosine"], b["weight_sqnr_db"])
+    assert "weight_shared_by" not in c
+    # suggestions: a shared weight is one decision, all its readers or none; it counts once for the median
+    worst = [{**a, "sqnr_db": 10.0}, {**b, "sqnr_db": 10.0}, {**c, "sqnr_db": 40.0},
+             {"node": "d", "weight": "w_d", "sqnr_db": 41.0, "cosine": 1.0},
+             {"node": "e", "weight": "w_e", "sqnr_db": 42.0, "cosine": 1.0}]
+    assert suggested_exclusions(worst) == ["conv_a", "conv_b"]
+    # 32 readers of one weight no longer pull the median down onto themselves (Basic Pitch gave no advice)
+    many = [{"node": f"conv_{i}", "weight": "w_shared", "sqnr_db": 12.0, "cosine": 0.99} for i in range(32)]
+    others = [{"node": f"other_{i}", "weight": f"w_{i}", "sqnr_db": 40.0 + i, "cosine": 1.0} for i in range(5)]
+    assert suggested_exclusions(many + others) == [f"conv_{i}" for i in range(32)]
+    # a single weight that is its own median is still suggested when it alone costs more than 25 dB of SQNR
+    assert suggested_exclusions(many) == [f"conv_{i}" for i in range(32)]
+    assert suggested_exclusions([{**r, "sqnr_db": 30.0} for r in many]) == []

@@ -38,7 +38,7 @@ class ModelFacts:
     opsets: dict[str, int]  # domain ("" = ONNX) -> version
     op_counts: dict[tuple[str, str], int]  # (domain, op_type) -> count
     types: dict[str, tuple[int, list[int | str | None]]]  # tensor name -> (onnx elem type, shape; None = unknown dim)
-    dynamic_inputs: dict[str, list[str]]  # graph input -> its symbolic dims ("?" for an unnamed one)
+    dynamic_inputs: dict[str, list[str]]  # graph input -> its dynamic dims, named as `inputs` names them
     dim_ranges: dict[str, tuple[int, int, int]]  # symbolic dim -> (min, opt, max), from the recipe when given
     sources: dict[str, str]  # node name -> source-framework layer, where the exporter kept it
     size_bytes: int  # the model file plus its external data files
@@ -49,10 +49,15 @@ class ModelFacts:
     value_types: dict[str, Any] = field(default_factory=dict)  # tensor name -> onnx.TypeProto (after inference)
     initializers: set[str] = field(default_factory=set)  # initializer names (subgraphs included)
     notes: list[str] = field(default_factory=list)  # what could not be checked here, and why
+    # every graph input ({name, shape, batch_axis}) with its dims in the names `--dim` and `dims` take (input_specs)
+    inputs: list[dict] = field(default_factory=list)
 
 
-def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = None) -> ModelFacts:
-    """Read `path` once and collect the facts; bad input raises SourceModelError / UsageError."""
+def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = None, inputs=None) -> ModelFacts:
+    """Read `path` once and collect the facts; bad input raises SourceModelError / UsageError.
+
+    `dim_ranges`: (min, opt, max) per dim name; `inputs`: the recipe's input specs (name, shape, batch_axis), whose
+    shapes may name the model's dynamic dims differently or fix them (input_specs)."""
     onnx = require("onnx", "onnx")
     path = Path(path)
     if not path.exists():
@@ -80,18 +85,15 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     types = {name: _elem_and_shape(tp) for name, tp in value_types.items() if tp.HasField("tensor_type")}
 
     findings += _dtype_findings(nodes, value_types, sources)
-    from convertctl.data.dims import onnx_input_dims
-
+    # every dynamic dim under the name --dim and a recipe's dims take, unnamed ones included
+    specs = input_specs(model.graph, initializers, inputs)
     dynamic_inputs = {}
-    for vi in model.graph.input:
-        if vi.name in initializers or not vi.type.HasField("tensor_type"):
-            continue
-        # every dynamic dim under the name --dim and a recipe's dims take (data/dims.py), unnamed ones included
-        dims = [d for d in onnx_input_dims(vi) if isinstance(d, str)]
+    for spec in specs:
+        dims = [d for d in spec["shape"] if isinstance(d, str)]
         if dims:
-            dynamic_inputs[vi.name] = list(dict.fromkeys(dims))
+            dynamic_inputs[spec["name"]] = list(dict.fromkeys(dims))
     ranges = dict(dim_ranges or {})
-    findings += _dynamic_dim_findings(model.graph, initializers, ranges)
+    findings += _dynamic_dim_findings(model, specs, ranges)
     if size > TWO_GB:
         findings.append(NodeVerdict(
             node="", op_type="", verdict="conditional",
@@ -107,7 +109,7 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     return ModelFacts(
         path=path, model=model, sha256=sha, ir_version=model.ir_version, opsets=opsets, op_counts=op_counts,
         types=types, dynamic_inputs=dynamic_inputs, dim_ranges=ranges, sources=sources, size_bytes=size,
-        findings=findings, nodes=nodes, value_types=value_types, initializers=initializers, notes=notes,
+        findings=findings, nodes=nodes, value_types=value_types, initializers=initializers, notes=notes, inputs=specs,
     )
 
 
@@ -514,31 +516,133 @@ def _dtype_findings(nodes, value_types, sources) -> list[NodeVerdict]:
     return out
 
 
-def _dynamic_dim_findings(graph, initializers, ranges) -> list[NodeVerdict]:
-    """One finding per dynamic dim without a range, under the name `--dim` and a recipe's `dims` accept
-    (data/dims.py: the model's own name when it is one, else `batch` / `<input>_<axis>`)."""
+# ------------------------------------------------------------------------------------------ dynamic dims
+
+SIZE = "SIZE"  # the placeholder of a size the check cannot know: the user writes the size the model is used at
+
+
+def input_specs(graph, initializers, declared=None) -> list[dict]:
+    """Every graph input as {name, shape, batch_axis}, its dims in the names `--dim` and a recipe's `dims` take.
+
+    Without a recipe (`declared`: its inputs, objects with name, shape, batch_axis): the model's names as
+    data/dims.py gives them, batch axes as a run that reads the model infers them (data/inputs.py). An input the
+    recipe declares (same rank) is named as the recipe's inputs[].shape names it, as in a run (which renames the
+    dims of the model in flight): the recipe's name for a dynamic dim (its `dims` entry is that dim's range), or
+    the size it fixes that dim to (a fixed dim: not open, its range is min = opt = max), and its batch_axis."""
+    from convertctl.data.dims import onnx_input_dims
+    from convertctl.data.inputs import infer_batch_axes
+
+    specs = [{"name": vi.name, "shape": onnx_input_dims(vi)} for vi in graph.input
+             if vi.name not in initializers and vi.type.HasField("tensor_type")]
+    infer_batch_axes(specs)
+    by_name = {spec.name: spec for spec in declared or ()}
+    for spec in specs:
+        given = by_name.get(spec["name"])
+        if given is None or len(given.shape) != len(spec["shape"]):
+            continue  # not declared, or another rank: the recipe's shape does not describe it (the run says so)
+        spec["shape"] = [g if isinstance(d, str) and isinstance(g, int | str) and not isinstance(g, bool) else d
+                         for d, g in zip(spec["shape"], given.shape, strict=True)]
+        spec["batch_axis"] = getattr(given, "batch_axis", 0)
+    return specs
+
+
+@dataclass
+class OpenDim:
+    """A dynamic input dim without a range, under the name `--dim` and a recipe's `dims` take (input_specs)."""
+
+    name: str
+    input: str  # the first input that has it
+    axis: int
+    raw: int | str  # the model's own dim there: its dim_param, or its dim_value (-1, 0) for an unnamed one
+    batch: bool  # at an input's batch axis: it takes a range (1..8), never a single made-up size
+    size: tuple[int, str] | None = None  # (size, where it was read) when the model's metadata states one
+
+    @property
+    def flag(self) -> str:
+        return f"--dim {self.name}={'1:1:8' if self.batch else self.size[0] if self.size else SIZE}"
+
+    @property
+    def entry(self) -> str:
+        value = "{min: 1, opt: 1, max: 8}" if self.batch else self.size[0] if self.size else SIZE
+        return f"{self.name}: {value}"
+
+
+def open_dims(model, specs: list[dict], ranges) -> list[OpenDim]:
+    """Every dynamic dim of the inputs (input_specs) without a range in `ranges`, once, in input and axis order,
+    with its size from the model's metadata where it states one."""
+    from types import SimpleNamespace
+
+    from convertctl.data.inputs import _metadata_sizes
+
+    graph_inputs = {vi.name: vi for vi in model.graph.input}
+    batch = set()
+    for spec in specs:
+        axis = spec.get("batch_axis", 0)
+        if axis is not None and spec["shape"] and isinstance(spec["shape"][axis], str):
+            batch.add(spec["shape"][axis])
+    metadata = {p.key: p.value for p in model.metadata_props}
+    views = [SimpleNamespace(name=s["name"], shape=s["shape"], dynamic_dims=[d for d in s["shape"] if isinstance(d, str)])
+             for s in specs]
+    sizes = _metadata_sizes(metadata, views) if metadata else {}
+    out: dict[str, OpenDim] = {}
+    for spec in specs:
+        raw_dims = graph_inputs[spec["name"]].type.tensor_type.shape.dim
+        for axis, (d, name) in enumerate(zip(raw_dims, spec["shape"], strict=True)):
+            if isinstance(name, str) and name not in ranges and name not in out:
+                raw = d.dim_value if d.HasField("dim_value") else d.dim_param
+                out[name] = OpenDim(name, spec["name"], axis, raw, name in batch, sizes.get(name))
+    return list(out.values())
+
+
+def dims_suggestion(dims: list[OpenDim], lead: str, engine: bool = False) -> str:
+    """What to give `dims`, in the forms `--dim` and a recipe's `dims` take verbatim: a range for a batch dim,
+    the size for any other dim (the model's metadata's, else SIZE to fill), and the range around that size for
+    other sizes. Never `min 1` for a height or a width: verified at 1 it proves nothing. `engine`: said of a
+    TensorRT engine (which takes only its profile's range), else of any artifact."""
+    from convertctl.data.limits import MAX_DIM
+
+    others = "an engine that takes other sizes" if engine else "other sizes"
+    text = (f"{lead}: {' '.join(d.flag for d in dims)}, or in the recipe: dims: "
+            f"{{{', '.join(d.entry for d in dims)}}}")
+    notes = []
+    placeholders = [d for d in dims if not d.batch and not d.size]
+    if placeholders:
+        first = placeholders[0].name
+        notes.append(f"replace {SIZE} with the size the model is used at (a fixed size), or give a range around it "
+                     f"for {others}: --dim {first}=MIN:{SIZE}:MAX, {first}: {{min: MIN, opt: {SIZE}, max: MAX}}")
+    known = [d for d in dims if not d.batch and d.size]
+    if known:
+        around = []
+        for d in known:
+            size = d.size[0]
+            low, high = max(1, size // 2), min(MAX_DIM, size * 2)
+            around.append(f"--dim {d.name}={low}:{size}:{high} ({d.name}: {{min: {low}, opt: {size}, max: {high}}})")
+        notes.append("; ".join(f"{d.name} = {d.size[0]} from {d.size[1]}" for d in known)
+                     + f"; for {others} give a range around it: " + ", ".join(around))
+    batch = [d.name for d in dims if d.batch]
+    if batch:
+        notes.append(f"{', '.join(batch)}: a batch dim; its max is the largest batch "
+                     + ("the engine takes" if engine else "the model is run with"))
+    return "; ".join([text, *notes])
+
+
+def _dynamic_dim_findings(model, specs: list[dict], ranges) -> list[NodeVerdict]:
+    """One finding per dynamic dim without a range, each with its own suggestion (dims_suggestion: the form
+    `--dim` and a recipe's `dims` take verbatim). A TensorRT check says the same of all of them at once (one
+    optimization profile): `convertctl check` then shows that one only."""
     from convertctl.data.dims import dim_name
 
-    out, seen = [], set()
-    for vi in graph.input:
-        if vi.name in initializers or not vi.type.HasField("tensor_type"):
-            continue
-        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            raw = d.dim_value if d.HasField("dim_value") else d.dim_param
-            name = dim_name(vi.name, axis, raw)
-            if not isinstance(name, str) or name in ranges or name in seen:
-                continue
-            seen.add(name)
-            if isinstance(raw, str) and raw == name:
-                what = f"the dynamic dim {name!r}"
-            elif isinstance(raw, str) and raw:
-                what = f"dynamic ({raw!r}), named {name!r} by convertctl"
-            else:
-                what = f"dynamic and unnamed, named {name!r} by convertctl"
-            size = "N" if axis == 0 else "SIZE"
-            out.append(NodeVerdict(
-                node="", op_type="", verdict="conditional", kind="dynamic_dim",
-                reason=f"input {vi.name!r} axis {axis} is {what}, with no range given",
-                suggestion=f"give it a size or range: --dim {name}={size} (or MIN:OPT:MAX), or in a recipe "
-                           f"dims: {{{name}: {size}}} (or {{min, opt, max}})"))
+    out = []
+    for d in open_dims(model, specs, ranges):
+        by = "convertctl" if dim_name(d.input, d.axis, d.raw) == d.name else "the recipe"
+        if isinstance(d.raw, str) and d.raw == d.name:
+            what = f"the dynamic dim {d.name!r}"
+        elif isinstance(d.raw, str) and d.raw:
+            what = f"dynamic ({d.raw!r}), named {d.name!r} by {by}"
+        else:
+            what = f"dynamic and unnamed, named {d.name!r} by {by}"
+        out.append(NodeVerdict(
+            node="", op_type="", verdict="conditional", kind="dynamic_dim",
+            reason=f"input {d.input!r} axis {d.axis} is {what}, with no range given",
+            suggestion=dims_suggestion([d], "give it a range" if d.batch else "give it a size")))
     return out

@@ -66,8 +66,11 @@ def _merge(report: TargetReport, findings: list[NodeVerdict], facts) -> TargetRe
     })
 
 
-def check_model(path: Path, targets: list[str], dim_ranges: dict[str, tuple[int, int, int]] | None = None) -> CheckReport:
-    """Judge the ONNX model at `path` for each target (onnxruntime, openvino, tensorrt)."""
+def check_model(path: Path, targets: list[str], dim_ranges: dict[str, tuple[int, int, int]] | None = None,
+                inputs=None) -> CheckReport:
+    """Judge the ONNX model at `path` for each target (onnxruntime, openvino, tensorrt). `dim_ranges`: (min, opt,
+    max) per dim name; `inputs`: the recipe's input specs, whose shapes may name the model's dynamic dims
+    differently or fix them (model_facts.input_specs): the check then names them as the recipe does."""
     wanted = []
     for t in targets or KNOWN_TARGETS:
         name = str(t).strip().lower()
@@ -78,7 +81,7 @@ def check_model(path: Path, targets: list[str], dim_ranges: dict[str, tuple[int,
     start = time.perf_counter()
     from convertctl.checks.model_facts import analyse
 
-    facts = analyse(Path(path), dim_ranges)
+    facts = analyse(Path(path), dim_ranges, inputs)
     analysed = time.perf_counter() - start
     reports = []
     for target in wanted:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from convertctl.checks.model_facts import ModelFacts, display_name
+from convertctl.checks.model_facts import ModelFacts, dims_suggestion, display_name, open_dims
 from convertctl.checks.tensorrt_parser import merge_parser, run_parser
 from convertctl.checks.tensorrt_table import (
     Condition,
@@ -686,92 +686,18 @@ def _model_findings(judge: _Judge, facts: ModelFacts) -> list[NodeVerdict]:
     return found
 
 
-SIZE = "SIZE"  # the placeholder of a size the check cannot know: the user writes the size the model is used at
-
-
-def _model_input_shapes(facts: ModelFacts) -> list[dict]:
-    """The model's inputs as the pipeline reads them (data/inputs.py): convertctl's dim names and batch axes."""
-    from convertctl.data.dims import onnx_input_dims
-    from convertctl.data.inputs import infer_batch_axes
-
-    inits = {t.name for t in facts.model.graph.initializer} | set(facts.initializers)
-    specs = [{"name": vi.name, "shape": onnx_input_dims(vi)} for vi in facts.model.graph.input
-             if vi.name not in inits and vi.type.HasField("tensor_type")]
-    infer_batch_axes(specs)
-    return specs
-
-
-def _known_sizes(facts: ModelFacts, specs: list[dict]) -> dict[str, tuple[int, str]]:
-    """Sizes the model's own metadata states for its dims (the pipeline's third source, data/inputs.py)."""
-    from types import SimpleNamespace
-
-    from convertctl.data.inputs import _metadata_sizes
-
-    metadata = {p.key: p.value for p in facts.model.metadata_props}
-    if not metadata:
-        return {}
-    views = [SimpleNamespace(name=s["name"], shape=s["shape"], dynamic_dims=[d for d in s["shape"] if isinstance(d, str)])
-             for s in specs]
-    return _metadata_sizes(metadata, views)
-
-
 def _profile_finding(facts: ModelFacts) -> NodeVerdict | None:
-    """One finding for every dynamic dim without a range, with a suggestion that `--dim` and a recipe's `dims`
-    take verbatim (data/dims.py's names): a range for a batch dim, the size for any other dim (from the model's
-    metadata when it states one, else the placeholder SIZE for the user to fill), and the range around it that
-    lets the engine take other sizes. Never `min 1` for a height or a width: verified at 1 it proves nothing."""
-    from convertctl.data.limits import MAX_DIM
-
-    specs = _model_input_shapes(facts)
-    where: dict[str, tuple[str, int]] = {}
-    batch: set[str] = set()
-    for s in specs:
-        for axis, d in enumerate(s["shape"]):
-            if isinstance(d, str) and d not in facts.dim_ranges:
-                where.setdefault(d, (s["name"], axis))
-        axis = s.get("batch_axis", 0)
-        if axis is not None and s["shape"] and isinstance(s["shape"][axis], str):
-            batch.add(s["shape"][axis])
-    if not where:
+    """One finding for every dynamic dim without a range (one optimization profile holds them all), with the
+    suggestion `--dim` and a recipe's `dims` take verbatim (model_facts.dims_suggestion). It says for TensorRT
+    what the model-level findings say per dim: `convertctl check` shows this one in their place."""
+    dims = open_dims(facts.model, facts.inputs, facts.dim_ranges)
+    if not dims:
         return None
-    sizes = _known_sizes(facts, specs)
-    flags, entries, around, origins, placeholders = [], [], [], [], []
-    for d in where:
-        if d in batch:
-            flags.append(f"--dim {d}=1:1:8")
-            entries.append(f"{d}: {{min: 1, opt: 1, max: 8}}")
-            continue
-        if d in sizes:
-            size, origin = sizes[d]
-            low, high = max(1, size // 2), min(MAX_DIM, size * 2)
-            flags.append(f"--dim {d}={size}")
-            entries.append(f"{d}: {size}")
-            around.append((f"--dim {d}={low}:{size}:{high}", f"{d}: {{min: {low}, opt: {size}, max: {high}}}"))
-            origins.append(f"{d} = {size} from {origin}")
-        else:
-            flags.append(f"--dim {d}={SIZE}")
-            entries.append(f"{d}: {SIZE}")
-            placeholders.append(d)
-    listed = ", ".join(f"'{d}' (input '{n}' axis {a}{', a batch dim' if d in batch else ''})"
-                       for d, (n, a) in where.items())
-    reason = (f"dynamic dim{'s' if len(where) > 1 else ''} {listed} without a range: a TensorRT engine needs an "
+    listed = ", ".join(f"'{d.name}' (input '{d.input}' axis {d.axis}{', a batch dim' if d.batch else ''})" for d in dims)
+    reason = (f"dynamic dim{'s' if len(dims) > 1 else ''} {listed} without a range: a TensorRT engine needs an "
               "optimization profile (min/opt/max shape) for every dynamic input")
-    suggestion = f"give each a profile: {' '.join(flags)}, or in the recipe: dims: {{{', '.join(entries)}}}"
-    notes = []
-    if placeholders:
-        first = placeholders[0]
-        notes.append(f"replace {SIZE} with the size the model is used at (a fixed size), or give a range around it "
-                     f"for an engine that takes other sizes: --dim {first}=MIN:{SIZE}:MAX, "
-                     f"{first}: {{min: MIN, opt: {SIZE}, max: MAX}}")
-    if around:
-        notes.append("; ".join(origins) + "; for an engine that takes other sizes give a range around it: "
-                     + ", ".join(f"{flag} ({entry})" for flag, entry in around))
-    if any(d in batch for d in where):
-        names = ", ".join(d for d in where if d in batch)
-        notes.append(f"{names}: a batch dim; its max is the largest batch the engine takes")
-    if notes:
-        suggestion += "; " + "; ".join(notes)
-    return NodeVerdict(node="", op_type="", verdict="conditional", reason=reason, suggestion=suggestion)
+    return NodeVerdict(node="", op_type="", verdict="conditional", kind="dynamic_dim", reason=reason,
+                       suggestion=dims_suggestion(dims, "give each a profile", engine=True))
 
 
 def _model_notes(judge: _Judge, facts: ModelFacts) -> list[str]:

@@ -47,8 +47,10 @@ def check(model, targets, dims, output):
     3 a requested target has an unsupported operator, 2 usage errors or an invalid model.
     Example: convertctl check model.onnx -t tensorrt -t openvino -t onnxruntime
     """
+    from convertctl.data.dims import parse_dim_option
+
     names = _target_names(targets)
-    ranges = dict(_parse_dim(d) for d in dims)
+    ranges = dict(parse_dim_option(d) for d in dims)
     if is_recipe(model):
         _check_recipe(model, names, ranges, output)
     else:
@@ -66,22 +68,6 @@ def _target_names(given) -> list[str]:
         if name not in names:
             names.append(name)
     return names
-
-
-def _parse_dim(text: str) -> tuple[str, tuple[int, int, int]]:
-    name, _, spec = text.partition("=")
-    parts = spec.split(":")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if not name.isidentifier() or len(values) not in (1, 2, 3) or min(values, default=0) < 1:
-        raise UsageError(f"--dim {text!r}: expected NAME=MIN:OPT:MAX (or NAME=MIN:MAX, NAME=N), e.g. batch=1:4:16")
-    lo, opt, hi = (values * 3)[:3] if len(values) == 1 else (
-        (values[0], values[0], values[1]) if len(values) == 2 else tuple(values))
-    if not lo <= opt <= hi:
-        raise UsageError(f"--dim {text!r}: need MIN <= OPT <= MAX")
-    return name, (lo, opt, hi)
 
 
 def _check_model_file(model: str, names: list[str], ranges: dict, output: str | None) -> None:
@@ -147,23 +133,6 @@ def _known_dims(ranges: dict, known: dict[str, dict[int, str]], where: str) -> N
                              f"{', '.join(names) or 'none (every dim is fixed)'}")
 
 
-def _onnx_ranges(path: Path, recipe, ranges: dict) -> dict:
-    """The ranges under the ONNX model's own dim names too: a recipe that declares the inputs may name a dim
-    differently from the model (which is checked as it is), or fix it (`[batch, 512]` for the model's
-    [batch, input_1]); the axis tells which is which."""
-    out = dict(ranges)
-    model = _model_dims(path)
-    for spec in recipe.inputs:
-        axes = model.get(spec.name, {})
-        for axis, model_name in axes.items():
-            declared = spec.shape[axis] if axis < len(spec.shape) else None
-            if isinstance(declared, str) and declared in ranges:
-                out.setdefault(model_name, ranges[declared])
-            elif isinstance(declared, int):
-                out.setdefault(model_name, (declared, declared, declared))
-    return out
-
-
 def _check_recipe(recipe_file: str, names: list[str], ranges: dict, output: str | None) -> None:
     import tempfile
 
@@ -185,15 +154,14 @@ def _check_recipe(recipe_file: str, names: list[str], ranges: dict, output: str 
             raise SourceModelError(f"model file not found: {recipe.source.path}")
         if ranges and not recipe.inputs:
             _known_dims(ranges, _model_dims(recipe.source.path), f"{recipe.source.path.name}'s inputs")
-        elif ranges:
-            ranges = _onnx_ranges(recipe.source.path, recipe, ranges)
-        report = _run_check(recipe.source.path, names, ranges or None)
+        # the recipe's inputs may name the model's dims differently, or fix them: the check maps them by axis
+        report = _run_check(recipe.source.path, names, ranges or None, recipe.inputs)
         _finish(report, output, extra_code=EXIT_OK)
         return
     with tempfile.TemporaryDirectory(prefix="convertctl-check-") as tmp:
         try:
             onnx_path, export_code = _export(recipe_file, Path(tmp) / "export")
-            report = _run_check(onnx_path, names, ranges or None)
+            report = _run_check(onnx_path, names, ranges or None, recipe.inputs)
         except ConvertctlError as exc:
             raise _without_folder(exc, Path(tmp), recipe_file) from None
         if output:
@@ -243,7 +211,7 @@ def _export(recipe_file: str, folder: Path) -> tuple[Path, int]:
     return folder / "export" / "model.onnx", EXIT_ACCURACY_GATE
 
 
-def _run_check(path: Path, names: list[str], ranges):
+def _run_check(path: Path, names: list[str], ranges, inputs=None):
     from convertctl.checks.run_check import check_model
     from convertctl.cli.run import stdout_to_stderr
     from convertctl.cli.ui import console
@@ -254,7 +222,7 @@ def _run_check(path: Path, names: list[str], ranges):
         status.start()
     try:
         with stdout_to_stderr(state.json_output or state.quiet):  # runtimes may print: keep stdout for the result
-            return check_model(path, names, ranges)
+            return check_model(path, names, ranges, inputs)
     finally:
         if status is not None:
             status.stop()
@@ -323,7 +291,11 @@ def problems(report) -> list[dict]:
     missing = {t.target for t in report.targets if t.verdict == "unknown" and _runtime_extra(t.target)}
     entries = [(t.target, n) for t in report.targets for n in t.nodes if not (t.target in missing and n.node)]
     seen = {(n.node, n.op_type, n.domain, n.reason) for _, n in entries}
-    entries += [("all", n) for n in report.findings if (n.node, n.op_type, n.domain, n.reason) not in seen]
+    # the dims without a range are one suggestion: a target's own (TensorRT's profile, for all of them at once)
+    # stands for the model-level ones (one per dim, for the targets that run any size)
+    dims_said = any(n.kind == "dynamic_dim" for _, n in entries)
+    entries += [("all", n) for n in report.findings if (n.node, n.op_type, n.domain, n.reason) not in seen
+                and not (dims_said and n.kind == "dynamic_dim")]
     for target, n in entries:
         if n.verdict == "supported":
             continue

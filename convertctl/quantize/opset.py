@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convertctl.errors import UsageError, require
+from convertctl.errors import ConvertctlError, UsageError, require
+from convertctl.onnx_save import check_file
 
 QDQ_OPSET = 13
 _REEXPORT = ("export the model again at opset 13 or newer (torch.onnx.export(..., opset_version=13), "
@@ -72,15 +73,18 @@ def upgrade_for_qdq(fp32: Path, folder: Path, feeds: dict[str, np.ndarray], chun
     del model
     upgraded.ir_version = max(upgraded.ir_version, onnx.helper.find_min_ir_version_for(
         [onnx.helper.make_opsetid("", target)]))
-    try:
-        onnx.checker.check_model(upgraded, full_check=True)
-    except Exception as exc:
-        raise UsageError(f"{why}; ONNX's version converter upgraded it to an invalid model: {_first_line(exc)}",
-                         hint=_REEXPORT) from None
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"model.opset{target}.onnx"
     _save(onnx, upgraded, out, external)
     del upgraded
+    try:
+        check_file(out)  # ONNX's full checker, by path: external weights and models over 2 GB are checked too
+    except ConvertctlError as exc:  # the version converter's output, not convertctl's: the user re-exports
+        reason = " ".join(str(exc.__cause__ or exc.message).split())[:300]  # the checker's message, on one line
+        for path in (out, Path(f"{out}.data")):  # an invalid model is never left where a stage would pick it up
+            path.unlink(missing_ok=True)
+        raise UsageError(f"{why}; ONNX's version converter upgraded it to an invalid model: {reason}",
+                         hint=_REEXPORT) from None
     try:
         before = run_session(session(fp32), feeds, chunk)
         upgraded_session = session(out)

@@ -131,7 +131,8 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
     """One row per layer, most sensitive (lowest output SQNR) first: `node`, `op`, `source`, `weight`,
     `axis`, `sqnr_db` and `cosine` (worst model output against the FP32 run, with only this layer's
     weights in INT8), `model_output` (which output that was), `weight_sqnr_db` (of the weights themselves),
-    `samples`.
+    `samples`; `weight_shared_by` (how many layers read it) for a weight several layers share (tf2onnx writes
+    one for 32 Convs of Basic Pitch): it is quantized and measured once, for all of them, as it is stored once.
 
     `layers`: the node names to test; None: those `qdq` quantized (`quantized_layers`), or without
     `qdq` every Conv/ConvTranspose/Gemm/MatMul with a float initializer weight. The INT8 weights are
@@ -177,11 +178,13 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
 
     out_names, ref = run(model.SerializeToString())
     all_inits = set(inits)
+    readers: dict[str, int] = {}
+    for _, wname in todo:
+        readers[wname] = readers.get(wname, 0) + 1
+    measured: dict[tuple[str, int], tuple] = {}  # (weight, axis) -> numbers: a shared weight is quantized once
     rows = []
     for node, wname in todo:
         init = inits[wname]
-        saved = onnx.TensorProto()
-        saved.CopyFrom(init)
         original = numpy_helper.to_array(init)
         axis = channel_axis(node, original.ndim)
         if node.name in emitted and emitted[node.name][0].shape == original.shape:
@@ -189,16 +192,21 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
             fq = dequantize(q, scale, axis)
         else:
             fq = fake_quantize(original, axis, reduce_range)
-        init.CopyFrom(numpy_helper.from_array(fq, wname))
-        try:
-            _, act = run(model.SerializeToString())
-        finally:
-            init.CopyFrom(saved)  # as loaded: the next layer sees the FP32 model again
-        sqnr, cos, worst_out = _worst(ref, act, out_names)
+        if (wname, axis) not in measured:
+            saved = onnx.TensorProto()
+            saved.CopyFrom(init)
+            init.CopyFrom(numpy_helper.from_array(fq, wname))
+            try:
+                _, act = run(model.SerializeToString())
+            finally:
+                init.CopyFrom(saved)  # as loaded: the next layer sees the FP32 model again
+            measured[(wname, axis)] = (*_worst(ref, act, out_names), round(float(_sqnr(original, fq)), 3))
+        sqnr, cos, worst_out, weight_sqnr = measured[(wname, axis)]
         rows.append({
             "node": node.name, "op": node.op_type, "source": source_module(node, all_inits), "weight": wname,
             "axis": axis, "sqnr_db": round(sqnr, 3), "cosine": cos, "model_output": worst_out,
-            "weight_sqnr_db": round(float(_sqnr(original, fq)), 3), "samples": n,
+            "weight_sqnr_db": weight_sqnr, "samples": n,
+            **({"weight_shared_by": readers[wname]} if readers[wname] > 1 else {}),
         })
     rows.sort(key=lambda r: (r["sqnr_db"], r["cosine"]))
     return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field
@@ -57,27 +57,176 @@ def resolve_overflow_fix(choice: str, flags: set[str] | None = None) -> tuple[st
 # ONNX operator types -> the OpenVINO operations NNCF sees for them
 _OV_TYPES = {"Conv": ["Convolution", "GroupConvolution"], "Gemm": ["MatMul"], "MatMul": ["MatMul"],
              "ConvTranspose": ["ConvolutionBackpropData", "GroupConvolutionBackpropData"]}
-_WEIGHTED = {t for types in _OV_TYPES.values() for t in types}
+# ONNX ops with constant operands that OpenVINO's conversion folds into a preceding layer's weights or bias
+# (Conv -> Mul -> Add, Conv -> BatchNormalization), dropping the layer's output tensor name and often its weight
+_FOLDABLE = {"Add", "Sub", "Mul", "Div", "BatchNormalization"}
+# What the conversion leaves between such a layer and what still carries an ONNX name: its bias/scale
+_ELEMENTWISE = {"Add", "Subtract", "Multiply", "Divide"}
+# Constant subgraphs between a weight initializer and its layer (decompression, layout)
+_WEIGHT_PATH = {"Convert", "Multiply", "Subtract", "Reshape", "Transpose", "Unsqueeze", "Squeeze"}
 
 
-def ov_ignored_scope(model, onnx_path: Path, exclude_nodes, exclude_ops) -> tuple[list[str], list[str], list[str]]:
+class OVScope(NamedTuple):
+    """ov_ignored_scope's answer."""
+
+    names: list[str]  # OpenVINO operation names for NNCF's ignored scope
+    types: list[str]  # OpenVINO operation types for it
+    unmapped: list[str]  # not node names of the ONNX model at all: a recipe error
+    lost: list[str]  # ONNX nodes whose operation was not found after conversion: they stay INT8
+    mapped: dict[str, list[str]]  # ONNX node -> the OpenVINO operations it became
+    notes: list[str]  # how ambiguous cases were resolved
+
+
+class _OVGraph:
+    """Lookups into a converted model: by output tensor name, by friendly name, constant-ness."""
+
+    def __init__(self, model):
+        self.by_tensor, self.by_name, self._const = {}, {}, {}
+        for op in model.get_ordered_ops():  # producers before consumers: constant-ness in one pass
+            self.by_name.setdefault(op.get_friendly_name(), op)
+            for out in op.outputs():
+                for name in out.get_names():
+                    self.by_tensor.setdefault(name, out)
+            kind = op.get_type_name()
+            # a Constant, or decompression/layout/arithmetic on constants only (a weight path, a folded bias)
+            self._const[op.get_instance_id()] = kind == "Constant" or (
+                kind in _WEIGHT_PATH | _ELEMENTWISE and op.get_input_size() > 0
+                and all(self._const.get(v.get_node().get_instance_id(), False) for v in op.input_values()))
+
+    def op(self, name: str):
+        """The operation an ONNX tensor or node name landed on, if it survived conversion."""
+        out = self.by_tensor.get(name)
+        return out.get_node() if out is not None else self.by_name.get(name)
+
+    def is_const(self, op) -> bool:
+        return self._const.get(op.get_instance_id(), False)
+
+    def up_to_layer(self, op, types, hops: int):
+        """From `op` back through bias/scale ops (exactly one non-constant input each) to the first operation
+        of one of `types`; None when the path forks or ends elsewhere."""
+        while op is not None and op.get_type_name() not in types:
+            if hops <= 0 or op.get_type_name() not in _ELEMENTWISE:
+                return None
+            data = [v.get_node() for v in op.input_values() if not self.is_const(v.get_node())]
+            op = data[0] if len(data) == 1 else None
+            hops -= 1
+        return op
+
+    def weight_consumers(self, start, types, port: int) -> list:
+        """The operations of `types` that take the constant `start` (through constant-only ops) at `port`."""
+        found, frontier, seen = [], [start], set()
+        for _ in range(6):  # Constant -> Convert -> Subtract -> Multiply -> Reshape -> layer at most
+            nxt = []
+            for op in frontier:
+                for out in op.outputs():
+                    for target in out.get_target_inputs():
+                        user = target.get_node()
+                        if user.get_instance_id() in seen:
+                            continue
+                        seen.add(user.get_instance_id())
+                        if user.get_type_name() in types and target.get_index() == port:
+                            found.append(user)
+                        elif user.get_type_name() in _WEIGHT_PATH and self.is_const(user):
+                            nxt.append(user)
+            frontier = nxt
+        return found
+
+
+def ov_ignored_scope(model, onnx_path: Path, exclude_nodes, exclude_ops) -> OVScope:
     """Translate ONNX node names and op types (what the recipe and the per-layer report use) into the
-    OpenVINO operation names and types NNCF matches. Returns (names, types, names that did not map)."""
+    OpenVINO operation names and types NNCF matches.
+
+    OpenVINO's conversion keeps some ONNX names and drops others, so a layer (Conv, ConvTranspose, Gemm,
+    MatMul) is looked for, in this order, through: its output tensor name; its weight initializer (a Constant
+    that keeps the initializer's name unless folded); the first name that survives on the chain of
+    bias/scale/BatchNormalization ops after it (folded into it: PP-OCRv4's Conv -> Mul -> Add); its input
+    tensor, when that feeds one such layer only. A weight several layers share picks the layer the other
+    clues point to, else every OpenVINO layer using it (in `notes`). Other ONNX nodes map through their
+    output tensor or node name only."""
     onnx = require("onnx", "onnx")
-    outputs = {n.name: list(n.output) for n in onnx.load(str(onnx_path), load_external_data=False).graph.node}
-    by_tensor = {name: op for op in model.get_ordered_ops() for out in op.outputs() for name in out.get_names()}
-    names, unmapped = [], []
-    for node in exclude_nodes:
-        op = next((by_tensor[t] for t in outputs.get(node, []) if t in by_tensor), None)
-        # OpenVINO splits Conv+bias into Convolution -> Add and names the tensor on the Add
-        while op is not None and op.get_type_name() not in _WEIGHTED and op.get_type_name() == "Add":
-            op = op.input_value(0).get_node()
-        if op is None:
-            unmapped.append(node)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    consts = {t.name for t in graph.initializer}
+    consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    nodes = {n.name: n for n in graph.node}
+    ov = _OVGraph(model)
+
+    def weight_port(node) -> int | None:
+        ports = [i for i in (1, 0) if i < len(node.input) and node.input[i] in consts]
+        return ports[0] if ports else None
+
+    def downstream(node, types):
+        """Through the ops after `node` that OpenVINO folds into it, to the first one whose name survived."""
+        cur = node
+        for steps in range(1, 5):
+            users = consumers.get(cur.output[0], []) if cur.output else []
+            if len(users) != 1 or users[0].op_type not in _FOLDABLE:
+                return None
+            nxt = users[0]
+            if sum(t == cur.output[0] for t in nxt.input) != 1 or any(
+                    t not in consts for t in nxt.input if t != cur.output[0]):
+                return None  # another activation joins: not a bias/scale of this layer
+            cur = nxt
+            anchor = next((ov.op(t) for t in cur.output if ov.op(t) is not None), None) or ov.by_name.get(cur.name)
+            if anchor is not None:
+                return ov.up_to_layer(anchor, types, hops=steps + 2)
+        return None
+
+    def upstream(node, types, port):
+        data = next((node.input[i] for i in (0, 1) if i < len(node.input) and i != port), None)
+        out = ov.by_tensor.get(data) if data else None
+        if out is None:
+            return []
+        return [t.get_node() for t in out.get_target_inputs()
+                if t.get_node().get_type_name() in types and t.get_index() != port]
+
+    mapped, unmapped, lost, notes = {}, [], [], []
+    for name in exclude_nodes:
+        node = nodes.get(name)
+        if node is None:
+            unmapped.append(name)
+            continue
+        types = _OV_TYPES.get(node.op_type)
+        if types is None:  # not a layer with weights: only its own names can find it
+            op = next((ov.op(t) for t in node.output if ov.op(t) is not None), None) or ov.by_name.get(name)
+            found = [op] if op is not None else []
         else:
-            names.append(op.get_friendly_name())
+            found = []
+            port = weight_port(node)
+            # 1. the output tensor (an Add carries it when OpenVINO splits Conv+bias into Convolution -> Add)
+            for t in node.output:
+                op = ov.up_to_layer(ov.op(t), types, hops=2) if t in ov.by_tensor else None
+                if op is not None:
+                    found = [op]
+                    break
+            if not found:
+                via_weight = []
+                if port is not None:  # 2. the weight
+                    start = ov.op(node.input[port])
+                    if start is not None and ov.is_const(start):
+                        via_weight = ov.weight_consumers(start, types, port)
+                after = downstream(node, types)  # 3. the folded chain after the layer
+                before = upstream(node, types, port if port is not None else 1)  # 4. the input tensor
+                clue = after if after is not None else (before[0] if len(before) == 1 else None)
+                if len(via_weight) > 1 and clue is not None:  # a shared weight: the other clues pick
+                    pick = [o for o in via_weight if o.get_instance_id() == clue.get_instance_id()]
+                    via_weight = pick or via_weight
+                if len(via_weight) > 1:
+                    users = sorted(n.name for n in consumers.get(node.input[port], []) if n.name != name)
+                    notes.append(f"{name}: its weight {node.input[port]} is shared with {', '.join(users)} and "
+                                 f"nothing else tells their OpenVINO operations apart, so all {len(via_weight)} "
+                                 f"stay float: {', '.join(o.get_friendly_name() for o in via_weight)}")
+                found = via_weight or ([clue] if clue is not None else [])
+        if found:
+            mapped[name] = list(dict.fromkeys(o.get_friendly_name() for o in found))
+        else:
+            lost.append(name)
+    names = list(dict.fromkeys(n for ops in mapped.values() for n in ops))
     types = sorted({t for op in exclude_ops for t in _OV_TYPES.get(op, [op])})
-    return names, types, unmapped
+    return OVScope(names, types, unmapped, lost, mapped, notes)
 
 
 # What OpenVINO calls a node it creates itself: `<Type>_<N>`, N from a counter global to the process.
@@ -119,9 +268,18 @@ def _nncf_quantize(model, spec: OpenVINOOptions, ctx, onnx_path: Path) -> tuple:
     inputs = [p.get_any_name() for p in model.inputs]
     runs = _calibration_runs(model, ctx)
     dataset = nncf.Dataset(runs, lambda feeds: {k: feeds[k] for k in inputs if k in feeds})
-    names, types, unmapped = ov_ignored_scope(model, onnx_path, ctx.exclude_nodes, ctx.exclude_ops)
-    if unmapped:
-        raise UsageError(f"quantize.exclude_nodes names nodes the model does not have: {unmapped}")
+    scope = ov_ignored_scope(model, onnx_path, ctx.exclude_nodes, ctx.exclude_ops)
+    if scope.unmapped:
+        raise UsageError(f"quantize.exclude_nodes names nodes the model does not have: {scope.unmapped}")
+    names, types = scope.names, scope.types
+    # A node the ONNX has but the converted model lost (folded away, renamed) is a limit of the mapping, not a
+    # recipe error: the other targets honour the exclusion, so build, and say in the settings what stays INT8.
+    recorded = {"names": names, "types": types, **({"from_onnx": scope.mapped} if scope.mapped else {}),
+                **({"kept_int8": scope.lost,
+                    "kept_int8_reason": "kept in INT8 on OpenVINO: could not find these ONNX nodes after conversion "
+                                        f"(neither by name, weight, nor the ops folded into them): {scope.lost}"}
+                   if scope.lost else {}),
+                **({"notes": scope.notes} if scope.notes else {})}
     ignored = nncf.IgnoredScope(names=names, types=types, validate=False)
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
@@ -152,7 +310,7 @@ def _nncf_quantize(model, spec: OpenVINOOptions, ctx, onnx_path: Path) -> tuple:
                        **({"fast_bias_correction_reason": "the model has If operations, which NNCF's full bias "
                                                           "correction does not support"} if has_if else {}),
                        "overflow_fix": fix, "overflow_fix_reason": why,
-                       "ignored_scope": {"names": names, "types": types}}
+                       "ignored_scope": recorded}
 
 
 def _unshared_bodies(model):
