@@ -65,6 +65,7 @@ class StageCaching:
 
         runtimes = sorted({t.runtime for t in self.recipe.targets}) if "build" in self.recipe.stages else []
         return {"onnx": self._sha(self.onnx), "runtimes": runtimes, "dims": explicit_dim_ranges(self.recipe),
+                "inputs": [s.model_dump(mode="json") for s in self.inputs or []],  # the check names dims by them
                 **self._section("check"), **self._data_key()}
 
     def _quantize_key(self) -> dict:

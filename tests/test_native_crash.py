@@ -159,8 +159,8 @@ def test_a_cycle_is_refused_with_the_nodes_named(tmp_path):
 
 def test_the_fp16_emission_of_a_transformer_is_sorted_and_checked(tmp_path):
     """onnxruntime.transformers' FP16 converter puts Casts after the nodes that read them on a ViT-like graph
-    (LayerNormalization and Softmax kept in FP32): the emission comes out sorted, passes the full checker,
-    loads in ONNX Runtime and stays close to FP32."""
+    (Softmax kept in FP32, the decomposed LayerNorm's statistics too): the emission comes out sorted, passes the
+    full checker, loads in ONNX Runtime and stays close to FP32."""
     import onnxruntime as ort
     import torch
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from convertctl.checks.verdicts import NodeVerdict
 from convertctl.errors import SourceModelError, UsageError, require
+from convertctl.onnx_save import subgraphs
 from convertctl.report.manifest import sha256_file
 
 TWO_GB = 2**31
@@ -187,14 +188,6 @@ def _domain(node) -> str:
     return "" if node.domain in ("", "ai.onnx") else node.domain
 
 
-def _subgraphs(node):
-    for attr in node.attribute:
-        if attr.type == 5:  # GRAPH
-            yield attr.g
-        elif attr.type == 10:  # GRAPHS
-            yield from attr.graphs
-
-
 def display_name(node, index: int, used: set[str]) -> str:
     """The node's name, or "<op_type>_<index>" when it has none or repeats one (added to `used`)."""
     name = node.name
@@ -217,7 +210,7 @@ def _all_nodes(graph) -> list[tuple[str, Any]]:
         for node in g.node:
             name = display_name(node, len(out), used)
             out.append((name, node))
-            for sub in _subgraphs(node):
+            for sub in subgraphs(node):
                 walk(sub)
 
     walk(graph)
@@ -227,7 +220,7 @@ def _all_nodes(graph) -> list[tuple[str, Any]]:
 def _all_initializers(graph):
     yield from graph.initializer
     for node in graph.node:
-        for sub in _subgraphs(node):
+        for sub in subgraphs(node):
             yield from _all_initializers(sub)
 
 
@@ -414,7 +407,7 @@ def _strip_context(msg: str, node: str | None = None) -> str:
 
 def _used_names(node) -> set[str]:
     names = {i for i in node.input if i}
-    for sub in _subgraphs(node):
+    for sub in subgraphs(node):
         for inner in sub.node:
             names |= _used_names(inner)
     return names
@@ -474,7 +467,7 @@ def _value_types(graph) -> dict[str, Any]:
                 if prev is None or _known(vi.type) >= _known(prev):
                     out[vi.name] = vi.type
         for node in g.node:
-            for sub in _subgraphs(node):
+            for sub in subgraphs(node):
                 walk(sub)
 
     walk(graph)
