@@ -1,4 +1,8 @@
-"""Error hierarchy. Each kind maps to one documented exit code (docs/exit-codes.md)."""
+"""Error hierarchy and exit codes (docs/exit-codes.md).
+
+An exception exits with code 1 (ConvertctlError) or 2 (UsageError and its kinds). Codes 3, 4 and 5 are outcomes,
+not exceptions: a run records 3 or 4 in its manifest (pipeline.py), `convertctl check` returns 3 or 4
+(cli/check.py) and `convertctl diff` 4 or 5 (report/diff.py)."""
 
 from __future__ import annotations
 
@@ -47,18 +51,6 @@ class MissingDependencyError(UsageError):
 
 def install_hint(extra: str) -> str:
     return f"pip install 'convertctl[{extra}]'"
-
-
-class UnsupportedOperatorError(ConvertctlError):
-    exit_code = EXIT_UNSUPPORTED_OPERATOR
-
-
-class AccuracyGateError(ConvertctlError):
-    exit_code = EXIT_ACCURACY_GATE
-
-
-class PerformanceRegressionError(ConvertctlError):
-    exit_code = EXIT_PERF_REGRESSION
 
 
 def require(module: str, extra: str):

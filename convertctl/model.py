@@ -78,7 +78,8 @@ def _load_external_data(path: Path, proto) -> None:
         tensor.data_location = 0  # onnx.TensorProto.DEFAULT
 
 
-def _tensor_info(value) -> TensorInfo:
+def tensor_info(value) -> TensorInfo:
+    """Name, shape (a dim_param name, or "?" for an unnamed dynamic dim) and dtype of an ONNX ValueInfoProto."""
     t = value.type.tensor_type
     shape: list[int | str] = []
     for d in t.shape.dim:
@@ -96,8 +97,8 @@ def describe(path: Path) -> ModelIO:
         ops[key] = ops.get(key, 0) + 1
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     return ModelIO(
-        inputs=[_tensor_info(i) for i in graph.input if i.name not in initializers],
-        outputs=[_tensor_info(o) for o in graph.output],
+        inputs=[tensor_info(i) for i in graph.input if i.name not in initializers],
+        outputs=[tensor_info(o) for o in graph.output],
         opset=opset,
         ir_version=proto.ir_version,
         node_count=len(graph.node),

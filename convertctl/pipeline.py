@@ -24,6 +24,7 @@ from convertctl.errors import (
     ConvertctlError,
     install_hint,
 )
+from convertctl.paths import default_cache_dir
 from convertctl.pipeline_cache import StageCaching
 from convertctl.report.manifest import (
     ArtifactRecord,
@@ -48,15 +49,6 @@ class Reporter:
         """One latency measurement ended; `stage` is the name it was started with (`latency <what>`)."""
 
 
-def default_cache_dir() -> Path:
-    """$CONVERTCTL_CACHE, else $XDG_CACHE_HOME/convertctl, else ~/.cache/convertctl."""
-    import os
-
-    if os.environ.get("CONVERTCTL_CACHE"):
-        return Path(os.environ["CONVERTCTL_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "convertctl"
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -76,11 +68,11 @@ def _onnx_inputs(path: Path):
     """(the ONNX model's inputs as model.describe() gives them, its metadata_props), from one read of the file."""
     from types import SimpleNamespace
 
-    from convertctl.model import _tensor_info, load_proto
+    from convertctl.model import load_proto, tensor_info
 
     proto = load_proto(path)
     inits = {i.name for i in proto.graph.initializer}
-    io = SimpleNamespace(inputs=[_tensor_info(i) for i in proto.graph.input if i.name not in inits])
+    io = SimpleNamespace(inputs=[tensor_info(i) for i in proto.graph.input if i.name not in inits])
     return io, {p.key: p.value for p in proto.metadata_props}
 
 

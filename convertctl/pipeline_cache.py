@@ -17,8 +17,9 @@ from convertctl.report.manifest import sha256_file
 
 class StageCaching:
     def _open_cache(self):
+        from convertctl.paths import stage_cache_dir
         from convertctl.report.environment import package_versions
-        from convertctl.stage_cache import StageCache, stage_cache_dir
+        from convertctl.stage_cache import StageCache
 
         root = stage_cache_dir()
         self.cache = StageCache(root) if root is not None else None

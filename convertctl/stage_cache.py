@@ -21,7 +21,7 @@ Safe under kills and concurrency:
   temporary folder that no lookup reads, removed by a later store once no run holds its key's lock;
 - a lock per key (fcntl.flock) makes a second concurrent run wait for the first and then reuse its result.
 
-Where: $CONVERTCTL_STAGE_CACHE, else <cache dir>/stages; "off" disables it.
+Where: $CONVERTCTL_STAGE_CACHE, else <cache dir>/stages; "off" disables it (paths.stage_cache_dir).
 """
 
 from __future__ import annotations
@@ -57,18 +57,6 @@ class CacheError(OSError):
 
 class BadEntry(ValueError):
     """An entry that fails its checks; the text says which."""
-
-
-def stage_cache_dir() -> Path | None:
-    """The cache folder, or None when caching is off."""
-    value = os.environ.get("CONVERTCTL_STAGE_CACHE")
-    if value and value.lower() in ("off", "0", "false", "no"):
-        return None
-    if value:
-        return Path(value)
-    from convertctl.pipeline import default_cache_dir
-
-    return default_cache_dir() / "stages"
 
 
 def make_key(stage: str, parts: dict) -> str:

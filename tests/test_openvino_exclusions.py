@@ -169,17 +169,17 @@ def test_build_records_lost_nodes_and_rejects_unknown_ones(tmp_path):
     pytest.importorskip("nncf")
     from convertctl.errors import UsageError
     from convertctl.targets.base import BuildContext
-    from convertctl.targets.openvino import OpenVINOOptions, _build
+    from convertctl.targets.openvino import TARGET, OpenVINOOptions
 
     path = _fused_model(tmp_path)
     rng = np.random.default_rng(0)
     samples = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)]
     spec = OpenVINOOptions(runtime="openvino", precision="int8")
     ctx = BuildContext(calibration=lambda: iter(samples), num_calibration=len(samples), exclude_nodes=["conv", "mul"])
-    scope = _build(path, spec, tmp_path / "built", ctx).settings["ignored_scope"]
+    scope = TARGET.build(path, spec, tmp_path / "built", ctx).settings["ignored_scope"]
     assert list(scope["from_onnx"]) == ["conv"] and len(scope["names"]) == 1
     assert scope["kept_int8"] == ["mul"]
     assert "could not find these ONNX nodes after conversion" in scope["kept_int8_reason"]
     ctx.exclude_nodes = ["conv", "no_such_node"]
     with pytest.raises(UsageError, match="no_such_node"):
-        _build(path, spec, tmp_path / "again", ctx)
+        TARGET.build(path, spec, tmp_path / "again", ctx)

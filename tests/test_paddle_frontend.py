@@ -106,8 +106,8 @@ def test_ppocr_models_convert_and_match_paddle_inference(recipe, tmp_path):
 
 
 def test_paddle3_stack_on_a_ppocr_model_names_the_operator(tmp_path, monkeypatch):
-    """The newest paddlepaddle + paddle2onnx fail on PP-OCRv4 det (FACTS.md): the error names the Paddle operator
-    and points to the legacy stack."""
+    """The newest paddlepaddle + paddle2onnx fail on PP-OCRv4 det ("0th elementwise MUST be ir::FloatAttribute"):
+    the error names the Paddle operator and points to the legacy stack."""
     if not (PPOCR / ".complete").exists():
         pytest.skip("the PP-OCR models are missing: `make models`")
     monkeypatch.setenv(env_var("paddle-legacy"), str(PADDLE3))  # force the Paddle 3 stack on a legacy model

@@ -15,9 +15,9 @@ import yaml
 from convertctl.pipeline import load_manifest
 from convertctl.quantize.layers import suggested_exclusions
 from convertctl.quantize.sensitivity import (
-    _emitted_weights,
     channel_axis,
     dequantize,
+    emitted_weights,
     fake_quantize,
     quantized_layers,
     weight_sensitivity,
@@ -58,7 +58,7 @@ def _assert_same_as_emitted(fp32_path, qdq_path, expected_layers: set[str], redu
 
     fp32 = onnx.load(str(fp32_path))
     weights, nodes = _weights(fp32), {n.name: n for n in fp32.graph.node}
-    emitted = _emitted_weights(qdq_path)
+    emitted = emitted_weights(qdq_path)
     assert set(emitted) == expected_layers
     for name, (q, scale, axis) in emitted.items():
         w = weights[nodes[name].input[1]]
@@ -83,7 +83,7 @@ def test_fake_quantization_equals_the_emitted_weights(run, tmp_path):
     # and the 7-bit form convertctl emits for CPUs without VNNI (weights within ±64)
     emit_qdq(run / "model.onnx", table, tmp_path / "rr.onnx", "qdq_u8s8", exclude_nodes=[EXCLUDED], reduce_range=True)
     _assert_same_as_emitted(run / "model.onnx", tmp_path / "rr.onnx", layers, reduce_range=True)
-    assert all(abs(int(q.min())) <= 64 and int(q.max()) <= 64 for q, _, _ in _emitted_weights(tmp_path / "rr.onnx").values())
+    assert all(abs(int(q.min())) <= 64 and int(q.max()) <= 64 for q, _, _ in emitted_weights(tmp_path / "rr.onnx").values())
 
 
 def test_channel_axes_of_convtranspose_gemm_and_matmul(tmp_path):
@@ -118,7 +118,7 @@ def test_channel_axes_of_convtranspose_gemm_and_matmul(tmp_path):
     table = calibrate(fp32, lambda: iter(samples), "synthetic", "minmax", 99.99, tmp_path / "cache", "axes")
     emit_qdq(fp32, table, tmp_path / "axes.qdq.onnx", "qdq_s8")
     _assert_same_as_emitted(fp32, tmp_path / "axes.qdq.onnx", {"ct", "gemm", "gemm_t", "matmul"})
-    axes = {name: axis for name, (_, _, axis) in _emitted_weights(tmp_path / "axes.qdq.onnx").items()}
+    axes = {name: axis for name, (_, _, axis) in emitted_weights(tmp_path / "axes.qdq.onnx").items()}
     assert axes == {"ct": 1, "gemm": 1, "gemm_t": 0, "matmul": 1}
 
 

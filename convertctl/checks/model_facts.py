@@ -565,7 +565,7 @@ def open_dims(model, specs: list[dict], ranges) -> list[OpenDim]:
     with its size from the model's metadata where it states one."""
     from types import SimpleNamespace
 
-    from convertctl.data.inputs import _metadata_sizes
+    from convertctl.data.inputs import metadata_sizes
 
     graph_inputs = {vi.name: vi for vi in model.graph.input}
     batch = set()
@@ -576,7 +576,7 @@ def open_dims(model, specs: list[dict], ranges) -> list[OpenDim]:
     metadata = {p.key: p.value for p in model.metadata_props}
     views = [SimpleNamespace(name=s["name"], shape=s["shape"], dynamic_dims=[d for d in s["shape"] if isinstance(d, str)])
              for s in specs]
-    sizes = _metadata_sizes(metadata, views) if metadata else {}
+    sizes = metadata_sizes(metadata, views) if metadata else {}
     out: dict[str, OpenDim] = {}
     for spec in specs:
         raw_dims = graph_inputs[spec["name"]].type.tensor_type.shape.dim

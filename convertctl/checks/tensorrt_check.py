@@ -11,13 +11,13 @@ supported / conditional / unsupported / unknown, and adds the model-level findin
 Version selection: `version` is "10" or "11" (a table section), "10.8" (a release: since/until rows
 are then judged exactly), or "auto" (the installed TensorRT's release, else "10").
 
-When the `tensorrt` Python module IS installed (never on this project's machines), the check also
+When the `tensorrt` Python module is installed (it cannot be on this project's machines), the check also
 runs TensorRT's ONNX parser on the model and adds a note for every node where the parser and the
 table disagree; a node the parser rejects becomes "unsupported" with the parser's message. That code
 path (checks/tensorrt_parser.py) is written against the documented Python API
 (`tensorrt.OnnxParser`: parse_from_file, supports_model_v2, num_subgraphs, is_subgraph_supported,
 get_subgraph_nodes, num_errors, get_error(i) -> ParserError with code(), desc(), node(), node_name(),
-node_operator()) and has NEVER RUN here. `tensorrt` is imported only after
+node_operator()); its test is skipped where TensorRT is not installed. `tensorrt` is imported only after
 `importlib.util.find_spec("tensorrt")` has found it; `onnx` and `numpy` are imported inside functions.
 """
 
@@ -65,7 +65,7 @@ def _node_name(node) -> str:
     return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
 
 
-class _Graph:
+class GraphIndex:
     """Producers, constants, types and shapes of the model and its subgraphs (no weights are read)."""
 
     def __init__(self, facts: ModelFacts):
@@ -303,7 +303,7 @@ class _Finding:
 class _Judge:
     table: SupportTable
     sel: Selection
-    graph: _Graph
+    graph: GraphIndex
     notes: list[str] = field(default_factory=list)
     op_notes: set[tuple[str, str]] = field(default_factory=set)
 
@@ -721,7 +721,7 @@ def check_tensorrt(facts: ModelFacts, version: str = "10") -> TargetReport:
     table = load_table()
     installed = installed_tensorrt_version()
     sel = select_version(version, table, installed)
-    graph = _Graph(facts)
+    graph = GraphIndex(facts)
     judge = _Judge(table=table, sel=sel, graph=graph)
 
     by_node: dict[str, NodeVerdict] = {}
@@ -752,7 +752,7 @@ def check_tensorrt(facts: ModelFacts, version: str = "10") -> TargetReport:
     if sel.parser:
         try:
             result = run_parser(facts.path)
-            merge_parser(result, graph, by_node, notes)
+            merge_parser(result, graph.top_nodes, graph.top_names, by_node, notes)
             how += f" + TensorRT {result.version} ONNX parser"
         except Exception as exc:  # noqa: BLE001 - a broken installation must not break the check
             notes.append(f"TensorRT {sel.installed} is installed but its ONNX parser could not run: "

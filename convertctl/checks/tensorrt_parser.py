@@ -1,17 +1,15 @@
 """TensorRT's own ONNX parser, as a second judge next to the support table: ONLY where the `tensorrt`
-module is installed. NEVER RUN on this project's machines (TensorRT cannot be installed here); written
-against the documented Python API (tensorrt.OnnxParser). `tensorrt` is imported inside run_parser only."""
+module is installed. TensorRT cannot be installed on this project's machines, so this code is written
+against the documented Python API (tensorrt.OnnxParser) and its test (tests/test_check_tensorrt.py) is skipped
+here. `tensorrt` is imported inside run_parser only."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from convertctl.checks.verdicts import NodeVerdict
-
-if TYPE_CHECKING:
-    from convertctl.checks.tensorrt_check import _Graph
 
 
 @dataclass
@@ -26,7 +24,7 @@ class ParserResult:
 def parser_errors(parser) -> dict[int, list[str]]:
     """A tensorrt.OnnxParser's errors by top-level node index (-1: not tied to a node), with the node's name.
 
-    NEVER RUN HERE (TensorRT cannot be installed on this project's machines); also used by the engine builder."""
+    Also used by the engine builder."""
     errors: dict[int, list[str]] = {}
     for i in range(parser.num_errors):
         err = parser.get_error(i)
@@ -39,9 +37,8 @@ def parser_errors(parser) -> dict[int, list[str]]:
 def run_parser(path: Path) -> ParserResult:
     """Parse the model with TensorRT's ONNX parser (tensorrt.OnnxParser) and collect per-node errors.
 
-    NEVER RUN HERE: TensorRT cannot be installed on this project's machines. Written against the
-    TensorRT 10.x/11.x Python API (python/src/parsers/pyOnnx.cpp in NVIDIA/TensorRT). Only called
-    after importlib.util.find_spec("tensorrt") found the module.
+    Written against the TensorRT 10.x/11.x Python API (python/src/parsers/pyOnnx.cpp in NVIDIA/TensorRT).
+    Only called after importlib.util.find_spec("tensorrt") found the module.
     """
     import tensorrt as trt  # noqa: PLC0415 - deliberately lazy: the module exists only on GPU machines
 
@@ -72,12 +69,11 @@ def run_parser(path: Path) -> ParserResult:
                         unsupported_nodes=unsupported, partitioned=partitioned)
 
 
-def merge_parser(result: ParserResult, graph: _Graph, by_node: dict[str, NodeVerdict], notes: list[str]) -> None:
-    """Let the parser overrule the table where it rejects a node; note every disagreement.
-
-    NEVER RUN HERE (see run_parser).
-    """
-    for index, (node, name) in enumerate(zip(graph.top_nodes, graph.top_names, strict=True)):
+def merge_parser(result: ParserResult, top_nodes: list[Any], top_names: list[str], by_node: dict[str, NodeVerdict],
+                 notes: list[str]) -> None:
+    """Let the parser overrule the table where it rejects a node; note every disagreement. `top_nodes` are the
+    graph's top-level nodes in order (the parser's node indices), `top_names` their verdict names."""
+    for index, (node, name) in enumerate(zip(top_nodes, top_names, strict=True)):
         table = by_node.get(name)
         table_verdict = table.verdict if table else "supported"
         rejected = index in result.unsupported_nodes or index in result.errors

@@ -19,7 +19,7 @@ COMMANDS = {
     "export": ("convertctl.cli.export", "export", "Export a model to ONNX and verify it against the source."),
     "check": ("convertctl.cli.check", "check", "Check operator support on each target (onnxruntime, openvino, tensorrt)."),
     "optimize": ("convertctl.cli.optimize", "optimize", "Simplify an ONNX model; roll back if outputs change."),
-    "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime) and verify them."),
+    "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime, tensorrt) and verify them."),
     "quantize": ("convertctl.cli.quantize", "quantize", "INT8/FP16 for every target from one calibration, with reports."),
     "recipe": ("convertctl.cli.recipe", "recipe", "Validate a recipe, or write a commented template."),
     "targets": ("convertctl.cli.targets", "targets", "List the targets, their precisions and whether installed."),
@@ -51,7 +51,7 @@ class LazyGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
 @click.option("--json", "json_output", is_flag=True, help="Machine-readable result on stdout; logs on stderr.")
 def cli(verbose, quiet, json_output):
-    """convertctl: trained models to verified ONNX, OpenVINO and ONNX Runtime artifacts.
+    """convertctl: trained models to verified ONNX, OpenVINO, ONNX Runtime and TensorRT artifacts.
 
     \b
     Quick start:

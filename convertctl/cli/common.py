@@ -177,7 +177,7 @@ def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, w
     return data, cwd
 
 
-def _override_inputs(declared: list[dict], given: list[dict]) -> list[dict]:
+def override_inputs(declared: list[dict], given: list[dict]) -> list[dict]:
     """--input NAME:DIMS replaces the shape (and dtype) of the recipe's input of that name."""
     by_name = {i["name"]: dict(i) for i in declared}
     for spec in given:
@@ -221,9 +221,9 @@ def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None
             data["stages"] = stages
         data = merge_overrides(data, overrides)
         if inputs:
-            data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
-            _drop_unused_dims(data)  # --input x:3,3,32,32 leaves the recipe's dims.batch without a use
-        _check_dim_names(data, dim_patch)
+            data["inputs"] = override_inputs(data["inputs"], [parse_input(i) for i in inputs])
+            drop_unused_dims(data)  # --input x:3,3,32,32 leaves the recipe's dims.batch without a use
+        check_dim_names(data, dim_patch)
         data = merge_overrides(data, dim_patch)
         recipe = parse_recipe(data, Path(source).resolve().parent, origin=source)
         return recipe, sha, Path(source)
@@ -231,7 +231,7 @@ def load_job(source: str, *, stages: list[str] | None, inputs=(), framework=None
     if stages is not None:
         data["stages"] = stages
     data = merge_overrides(data, overrides)
-    _check_dim_names(data, dim_patch)
+    check_dim_names(data, dim_patch)
     data = merge_overrides(data, dim_patch)
     recipe = parse_recipe(data, base, origin="command line")
     sha = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
@@ -243,12 +243,13 @@ def _declared_dims(data: dict) -> list[str]:
                               if isinstance(d, str)))
 
 
-def _drop_unused_dims(data: dict) -> None:
+def drop_unused_dims(data: dict) -> None:
+    """Drop the recipe dict's `dims` entries that no input's shape names any more (after --input)."""
     used = set(_declared_dims(data))
     data["dims"] = {k: v for k, v in (data.get("dims") or {}).items() if k in used}
 
 
-def _check_dim_names(data: dict, dim_patch: dict) -> None:
+def check_dim_names(data: dict, dim_patch: dict) -> None:
     """--dim NAME must name a dim of the inputs when they are declared (a recipe's, or --input); for inputs read
     from the model the run checks it once it has read them."""
     if not data.get("inputs") or not dim_patch:

@@ -25,7 +25,7 @@ from convertctl.errors import UsageError
 @click.option("--recipe", "recipe_file", type=click.Path(), help="Take preprocessing, calibration settings, inputs, "
                                                                   "gates and exclusions from this recipe.")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
-              help="Targets to build (default: every installed one: onnxruntime, openvino).")
+              help="Targets to build (default: every installed one of onnxruntime, openvino, tensorrt).")
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), help="Calibration method.")
 @click.option("--num-samples", type=int, help="Calibration samples.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")
@@ -89,11 +89,11 @@ def _model_with_recipe(model: str, recipe_file: str, inputs, overrides, dims=())
     import json
 
     from convertctl.cli.common import (
-        _check_dim_names,
-        _drop_unused_dims,
-        _override_inputs,
+        check_dim_names,
         dim_overrides,
+        drop_unused_dims,
         merge_overrides,
+        override_inputs,
         parse_input,
         recipe_data,
         source_recipe,
@@ -112,10 +112,10 @@ def _model_with_recipe(model: str, recipe_file: str, inputs, overrides, dims=())
     data["stages"] = ["export", "check", "optimize", "build"]
     data = merge_overrides(data, overrides)
     if inputs:
-        data["inputs"] = _override_inputs(data["inputs"], [parse_input(i) for i in inputs])
-        _drop_unused_dims(data)
+        data["inputs"] = override_inputs(data["inputs"], [parse_input(i) for i in inputs])
+        drop_unused_dims(data)
     dim_patch = dim_overrides(dims)
-    _check_dim_names(data, dim_patch)
+    check_dim_names(data, dim_patch)
     data = merge_overrides(data, dim_patch)
     recipe = parse_recipe(data, Path(recipe_file).resolve().parent, origin=f"{recipe_file} with {model}")
     sha = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()

@@ -130,13 +130,13 @@ def summary_table(summary: dict):
     """The folder run's summary: one row per recipe."""
     from rich.table import Table
 
-    from convertctl.cli.ui import _STYLE, esc
+    from convertctl.cli.ui import STATUS_STYLE, esc
 
     table = Table(title=f"{len(summary['runs'])} recipe(s): exit code {summary['exit_code']}", title_justify="left")
     for col in ("recipe", "status", "exit code", "artifacts ok", "seconds", "output"):
         table.add_column(col, justify="right" if col in ("exit code", "artifacts ok", "seconds") else "left")
     for r in summary["runs"]:
         arts = r["artifacts"]
-        table.add_row(esc(r["recipe"]), f"[{_STYLE.get(r['status'], 'red')}]{esc(r['status'])}[/]", str(r["exit_code"]),
+        table.add_row(esc(r["recipe"]), f"[{STATUS_STYLE.get(r['status'], 'red')}]{esc(r['status'])}[/]", str(r["exit_code"]),
                       f"{arts['ok']}/{arts['total']}", f"{r['seconds']:.1f}", esc(r["output"]))
     return table

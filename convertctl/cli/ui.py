@@ -7,8 +7,9 @@ from pathlib import Path
 
 from convertctl.cli import state
 
-_STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "rolled_back": "yellow", "failed": "red",
-          "error": "red", "measured": "green"}
+# Rich style of each stage, artifact and run status.
+STATUS_STYLE = {"ok": "green", "partial": "yellow", "skipped": "yellow", "rolled_back": "yellow", "failed": "red",
+                "error": "red", "measured": "green"}
 
 
 def console(stderr: bool = True):
@@ -58,7 +59,7 @@ class ConsoleReporter:
         from convertctl.report.markdown import worst
 
         name = getattr(record, "name", None) or f"build {record.id}"
-        line = f"[{_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {esc(name):<24} {record.seconds:7.2f} s"
+        line = f"[{STATUS_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {esc(name):<24} {record.seconds:7.2f} s"
         if record.verification:
             c = record.verification[0]
             w = worst(c)
@@ -82,7 +83,7 @@ class ConsoleReporter:
             return
         from convertctl.report.markdown import latency_summary
 
-        line = f"[{_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {esc(stage):<24} {seconds:7.2f} s"
+        line = f"[{STATUS_STYLE.get(record.status, 'white')}]{record.status:>11}[/]  {esc(stage):<24} {seconds:7.2f} s"
         if record.status == "measured":
             line += f"  {esc(latency_summary(record))}"
         self.out.print(line, soft_wrap=True)
@@ -119,7 +120,7 @@ def show_result(manifest, folder) -> int:
             fmt = lambda v, f: "–" if v is None else format(v, f)  # noqa: E731
             lat = a.latency
             table.add_row(
-                esc(a.id), f"[{_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
+                esc(a.id), f"[{STATUS_STYLE.get(a.status, 'white')}]{a.status}[/]", f"{sum(f.bytes for f in a.files) / 1e6:.1f}",
                 fmt(w.get("cosine"), ".6f"), fmt(w.get("max_abs"), ".2g"), fmt(w.get("top1_agreement"), ".3f"),
                 fmt_ms(lat.p50_ms if lat else None), fmt_speedup(lat.speedup if lat else None),
                 esc(", ".join(f"{k}={v}" for k, v in a.effective.items() if k not in ("providers",))),
@@ -130,13 +131,13 @@ def show_result(manifest, folder) -> int:
             out.print(esc(line), soft_wrap=True)
         for a in manifest.artifacts:
             if a.reason:
-                out.print(f"[{_STYLE.get(a.status, 'white')}]{esc(a.id)}[/]: {esc(a.reason)}", soft_wrap=True)
+                out.print(f"[{STATUS_STYLE.get(a.status, 'white')}]{esc(a.id)}[/]: {esc(a.reason)}", soft_wrap=True)
             if a.latency and a.latency.reason:
-                out.print(f"[{_STYLE.get(a.latency.status, 'white')}]{esc(a.id)}[/]: latency {a.latency.status}: "
+                out.print(f"[{STATUS_STYLE.get(a.latency.status, 'white')}]{esc(a.id)}[/]: latency {a.latency.status}: "
                           f"{esc(a.latency.reason)}", soft_wrap=True)
     for msg in manifest.messages:
         out.print(f"[yellow]note:[/] {esc(msg)}", soft_wrap=True)
-    style = _STYLE.get(manifest.status, "white")
+    style = STATUS_STYLE.get(manifest.status, "white")
     top = [p.name + ("/" if p.is_dir() else "") for p in sorted(Path(folder).iterdir())
            if not p.name.startswith(".")] if Path(folder).is_dir() else []
     out.print(f"[bold {style}]{manifest.status}[/] in {manifest.seconds:.1f} s → {esc(folder)}  "

@@ -80,7 +80,7 @@ def resolve_dims(recipe, inputs, metadata: dict[str, str] | None = None) -> list
     need = [d for d in uses if d not in explicit and d not in batch]
     if not need:
         return []
-    found = {**_metadata_sizes(metadata or {}, inputs), **_data_sizes(recipe, inputs)}  # the data comes first
+    found = {**metadata_sizes(metadata or {}, inputs), **_data_sizes(recipe, inputs)}  # the data comes first
     notes, missing = [], []
     by_origin: dict[str, list[str]] = {}
     for d in need:
@@ -171,15 +171,15 @@ def _data_sizes(recipe, inputs) -> dict[str, tuple[int, str]]:
 def _calibration_sizes(cal, spec, samples_pre) -> dict[str, tuple[int, str]]:
     from pathlib import Path
 
-    from convertctl.quantize.calib_data import _discover, _read_header
+    from convertctl.quantize.calib_data import discover_files, read_header
 
-    files, kind = _discover(Path(cal.data))
+    files, kind = discover_files(Path(cal.data))
     if kind == "image":
         pre = cal.preprocess or samples_pre
         origin = f"calibration.preprocess.crop {pre.crop} (the calibration images are cropped to it)"
         return {d: (size, origin) for d, size in _image_dims(spec, pre, (pre.crop, pre.crop)).items()}
     f = files[0]
-    _read_header(f, spec.name)
+    read_header(f, spec.name)
     stored = list(f.shape)
     plain = [k for k in range(len(spec.shape)) if k != spec.batch_axis]
     if len(stored) == len(spec.shape) and spec.batch_axis is not None:
@@ -195,7 +195,7 @@ def _calibration_sizes(cal, spec, samples_pre) -> dict[str, tuple[int, str]]:
     return out
 
 
-def _metadata_sizes(metadata: dict[str, str], inputs) -> dict[str, tuple[int, str]]:
+def metadata_sizes(metadata: dict[str, str], inputs) -> dict[str, tuple[int, str]]:
     """Sizes the model's own metadata states: `<dim name>: N`, or an image size (`imgsz: 640`, `[480, 640]`)."""
     out: dict[str, tuple[int, str]] = {}
     names = {d for spec in inputs for d in spec.dynamic_dims}

@@ -2,7 +2,8 @@
 
 Frameworks do not share an environment when their stacks conflict: paddle2onnx 2.x pins onnx<=1.17, and the
 legacy Paddle 2.x models (PP-OCR) only convert with paddlepaddle 2.6.2 + paddle2onnx 1.3.1 + numpy<2
-(shared/FACTS.md). So each framework's child can run in its own interpreter, chosen in this order:
+(paddlepaddle 3.3.1 + paddle2onnx 2.1.0 fail on them). So each framework's child can run in its own interpreter,
+chosen in this order:
 
 1. the recipe's `export.python`;
 2. the environment variable CONVERTCTL_<STACK>_PYTHON (PYTORCH, TENSORFLOW, PADDLE, PADDLE_LEGACY);
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convertctl.errors import UsageError
+from convertctl.paths import default_cache_dir
 
 # stack -> (packages the child imports, extra that installs them here or None, requirements file for its own env)
 STACKS = {
@@ -51,8 +53,6 @@ def env_var(stack: str) -> str:
 
 def managed_env(stack: str) -> Path:
     """Where `make frameworks` puts the stack's environment."""
-    from convertctl.pipeline import default_cache_dir
-
     return default_cache_dir() / "envs" / stack
 
 

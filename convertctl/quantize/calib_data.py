@@ -108,7 +108,7 @@ class CalibrationData:
         self.dims = dims
         self.data = Path(spec.data)
         self.notes: list[str] = []
-        files, self.kind = _discover(self.data)
+        files, self.kind = discover_files(self.data)
         self.single_file = self.data.is_file()
         self.pre = None
         if self.kind == "image":
@@ -116,7 +116,7 @@ class CalibrationData:
             self.channels = _image_channels(self.input, self.pre, dims)
         else:
             for f in files:
-                _read_header(f, self.input.name)
+                read_header(f, self.input.name)
                 _check_tensor(f, self.input, dims)
             _check_sample_count(files, self.data)
         self._npz_labels = False  # labels from the .npz `labels` arrays (read for the files used)
@@ -352,7 +352,9 @@ class CalibrationData:
 # ---------------------------------------------------------------------- files
 
 
-def _discover(data: Path) -> tuple[list[_File], str]:
+def discover_files(data: Path) -> tuple[list[_File], str]:
+    """The calibration files under `data` (one .npy/.npz file, or a folder searched recursively, hidden entries
+    skipped) sorted by relative path, and their kind: "image" or "tensor" (never both)."""
     if not data.exists():
         raise UsageError(f"calibration data not found: {data}", hint="fix calibration.data in the recipe")
     if data.is_file():
@@ -395,7 +397,7 @@ def _read_npy_header(fh) -> tuple[tuple[int, ...], bool, np.dtype]:
     return tuple(shape), fortran, dtype
 
 
-def _read_header(f: _File, input_name: str) -> None:
+def read_header(f: _File, input_name: str) -> None:
     """Shape and dtype of the stored array, without reading its data. The header is checked against the bytes
     the file really holds, so a forged header (1e11 samples in a 2 KB file) is refused before anything is
     allocated; so are pickled object arrays and .npz members that would decompress beyond the budget."""

@@ -2,8 +2,8 @@
 
 - qdq_s8:   TensorRT's explicit-quantization form: symmetric INT8 (zero-point 0), weights per channel,
             activations per tensor, biases left in float. OpenVINO also reads it as INT8.
-- qdq_u8s8: ONNX Runtime on x86: U8 activations, S8 per-channel weights (shared/FACTS.md: S8S8 ran
-            slower than FP32 on this CPU, U8S8 2.6x faster). With `reduce_range` the weights use 7 bits
+- qdq_u8s8: ONNX Runtime on x86: U8 activations, S8 per-channel weights (measured on an Intel Xeon: S8S8
+            ran slower than FP32, U8S8 2.6x faster). With `reduce_range` the weights use 7 bits
             (-64..64): x86 CPUs without VNNI compute U8S8 with VPMADDUBSW, whose 16-bit sums of two products
             saturate with 8-bit weights, not with 7-bit ones (ONNX Runtime's advice for such CPUs).
 - qdq_u8u8: U8 activations, U8 asymmetric per-channel weights: ONNX Runtime's U8U8 kernels do not saturate on

@@ -72,7 +72,7 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
     ort = require("onnxruntime", "onnxruntime")
     from convertctl.data.batching import Chunk, axes_of, is_exact, sample_count, take
     from convertctl.quantize.batches import chunks_of_session
-    from convertctl.quantize.layers import _with_outputs
+    from convertctl.quantize.layers import with_outputs
 
     ref_model, q_model = onnx.load(str(fp32)), onnx.load(str(quantized))
     graph_inputs = {i.name for i in ref_model.graph.input}
@@ -103,7 +103,7 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
     if computed:
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(_with_outputs(ref_model, computed).SerializeToString(), opts,
+        sess = ort.InferenceSession(with_outputs(ref_model, computed).SerializeToString(), opts,
                                     providers=["CPUExecutionProvider"])
     n_samples = sample_count(feeds, axes)
     # at most 8 samples per run, cut along each input's batch axis; a model that takes exactly b: b

@@ -19,13 +19,16 @@ LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 EXACT_DB = 60.0
 
 
-def _sqnr(ref: np.ndarray, act: np.ndarray) -> float:
+def sqnr_db(ref: np.ndarray, act: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio of `act` against `ref` in dB (200 when they are equal, -200 when the
+    reference is all zeros and they are not)."""
     noise = float(np.sum((ref.astype(np.float64) - act.astype(np.float64)) ** 2))
     signal = float(np.sum(ref.astype(np.float64) ** 2))
     return 200.0 if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else -200.0)
 
 
-def _with_outputs(model, names: list[str]):
+def with_outputs(model, names: list[str]):
+    """The ModelProto `model` (changed in place) with every tensor of `names` added as a graph output."""
     onnx = require("onnx", "onnx")
     existing = {o.name for o in model.graph.output}
     for name in names:
@@ -116,10 +119,10 @@ def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray], chun
         return t
 
     q_names = [dequantized(o) for o in outs]
-    ref = _run(_with_outputs(ref_model, outs), feeds, outs, chunk)
-    act_q = _run(_with_outputs(q_model, q_names), feeds, q_names, chunk)
+    ref = _run(with_outputs(ref_model, outs), feeds, outs, chunk)
+    act_q = _run(with_outputs(q_model, q_names), feeds, q_names, chunk)
     act = {o: act_q[q] for o, q in zip(outs, q_names, strict=True)}
-    sqnr = {o: _sqnr(ref[o], act[o]) for o in outs}
+    sqnr = {o: sqnr_db(ref[o], act[o]) for o in outs}
     upstream = _upstream_layers(ref_model, set(outs))
     rows = []
     for node, out in layers:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import require
-from convertctl.quantize.layers import LAYER_OPS, _sqnr, source_module
+from convertctl.quantize.layers import LAYER_OPS, source_module, sqnr_db
 
 QMIN, QMAX = -128, 127  # the INT8 weights' storage range; the symmetric scale maps max|w| to 127
 REDUCED = 64  # reduce_range (7-bit weights, CPUs without VNNI): ONNX Runtime maps max|w| to 64, clips to ±64
@@ -78,7 +78,7 @@ def _weight_input(node, inits: dict) -> int | None:
     return next((i for i in candidates if i < len(node.input) and node.input[i] in inits), None)
 
 
-def _emitted_weights(qdq: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+def emitted_weights(qdq: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     """Per layer the Q/DQ model quantized: (INT8 weight, scale, axis) of the DequantizeLinear feeding its weight
     input. A layer left in float (excluded) keeps a float initializer there and is not listed."""
     onnx = require("onnx", "onnx")
@@ -108,14 +108,14 @@ def _emitted_weights(qdq: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]
 def quantized_layers(qdq: Path) -> list[str]:
     """Names of the layers the Q/DQ model really quantized, in graph order: their weight comes from a
     DequantizeLinear of an initializer (excluded layers keep a float initializer)."""
-    return list(_emitted_weights(qdq))
+    return list(emitted_weights(qdq))
 
 
 def _worst(ref: list[np.ndarray], act: list[np.ndarray], names: list[str]) -> tuple[float, float, str]:
     """Lowest SQNR and cosine over the model outputs, and the output with the lowest SQNR."""
     worst_sqnr, worst_cos, worst_name = np.inf, 1.0, names[0]
     for name, r, a in zip(names, ref, act, strict=True):
-        sq = _sqnr(r, a)
+        sq = sqnr_db(r, a)
         rv, av = r.ravel().astype(np.float64), a.ravel().astype(np.float64)
         denom = np.linalg.norm(rv) * np.linalg.norm(av)
         cos = float(rv @ av / denom) if denom > 0 else 1.0
@@ -151,7 +151,7 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
     model = onnx.load(str(fp32))
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    emitted = _emitted_weights(qdq) if qdq is not None else {}
+    emitted = emitted_weights(qdq) if qdq is not None else {}
     if layers is None and qdq is not None:
         layers = list(emitted)
     wanted = None if layers is None else set(layers)
@@ -200,7 +200,7 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
                 _, act = run(model.SerializeToString())
             finally:
                 init.CopyFrom(saved)  # as loaded: the next layer sees the FP32 model again
-            measured[(wname, axis)] = (*_worst(ref, act, out_names), round(float(_sqnr(original, fq)), 3))
+            measured[(wname, axis)] = (*_worst(ref, act, out_names), round(float(sqnr_db(original, fq)), 3))
         sqnr, cos, worst_out, weight_sqnr = measured[(wname, axis)]
         rows.append({
             "node": node.name, "op": node.op_type, "source": source_module(node, all_inits), "weight": wname,

@@ -58,7 +58,7 @@ def _validate_kit_recipe(recipe: dict) -> None:
 
 
 def _build(onnx_path: Path, spec: TensorRTOptions, out_dir: Path, ctx: BuildContext | None = None) -> BuiltArtifact:
-    from convertctl.pipeline import default_cache_dir
+    from convertctl.paths import default_cache_dir
     from convertctl.trt.builder import build_engine
 
     ctx = ctx or BuildContext()

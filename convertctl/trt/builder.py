@@ -1,9 +1,10 @@
 """Build a TensorRT engine from an ONNX file with TensorRT's Python API, for TensorRT 10.x and 11.x.
 
-NEVER RUN on this project's machines: TensorRT cannot be installed here (shared/FACTS.md). Written against
-the documented Python API of TensorRT 10.16 and 11.1 (python/src/infer/pyCore.cpp, parsers/pyOnnx.cpp in
-NVIDIA/TensorRT). What differs between the two is decided in trt/version.py and trt/trtexec.py, which run
-(and are tested) here. tests/test_tensorrt_target.py has the engine tests, skipped unless tensorrt imports.
+TensorRT cannot be installed on this project's machines (its PyPI packages download the real wheels from
+NVIDIA's own host, which is unreachable from them). Written against the documented Python API of TensorRT 10.16
+and 11.1 (python/src/infer/pyCore.cpp, parsers/pyOnnx.cpp in NVIDIA/TensorRT). What differs between the two
+is decided in trt/version.py and trt/trtexec.py, which run (and are tested) here. tests/test_tensorrt_target.py
+has the engine tests, skipped unless tensorrt imports.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from convertctl.errors import ConvertctlError, UsageError, require
-from convertctl.trt.cuda_device import _call, cuda_runtime, gpu_info
+from convertctl.trt.cuda_device import cuda_call, cuda_runtime, gpu_info
 from convertctl.trt.engine_info import summarize_inspector
 from convertctl.trt.profiles import Profiles
 from convertctl.trt.trtexec import weak_precision_flags, weak_typing_problem
@@ -125,9 +126,7 @@ def default_timing_cache(cache_dir: Path, version: str, gpu: dict) -> Path:
 
 def build_engine(onnx_path: Path, spec, profiles: Profiles, out_dir: Path, cache_dir: Path,
                  graph_precision: str) -> dict:
-    """Build model.engine, engine.json, layers.json, timing.cache, build.log in out_dir; return engine.json's dict.
-
-    NEVER RUN HERE (see the module docstring)."""
+    """Build model.engine, engine.json, layers.json, timing.cache, build.log in out_dir; return engine.json's dict."""
     trt = require("tensorrt", "tensorrt")
     version = str(trt.__version__)
     major = api_major(version)
@@ -136,7 +135,7 @@ def build_engine(onnx_path: Path, spec, profiles: Profiles, out_dir: Path, cache
         raise UsageError(problem)
     rt = cuda_runtime()
     gpu = gpu_info(spec.device)
-    _call(rt, f"cudaSetDevice({spec.device})", rt.cudaSetDevice(spec.device))
+    cuda_call(rt, f"cudaSetDevice({spec.device})", rt.cudaSetDevice(spec.device))
     log: list[str] = [f"TensorRT {version} (API {major}.x), GPU {gpu['name']} sm{gpu['compute_capability']}"]
     logger = collecting_logger(trt)
     builder = trt.Builder(logger)

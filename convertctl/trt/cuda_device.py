@@ -2,7 +2,7 @@
 
 TensorRT's Python API leaves device memory and streams to the caller; cuda-python is NVIDIA's own binding
 for that (TensorRT's samples use it), so no hand-written ctypes layer is needed. Every call returns an error
-code first: `_call` turns a failure into one sentence naming the call and CUDA's own message.
+code first: `cuda_call` turns a failure into one sentence naming the call and CUDA's own message.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class CudaError(UsageError):
     """A CUDA call failed: no driver, no device, out of memory. The message names the call."""
 
 
-def _call(rt, what: str, result):
+def cuda_call(rt, what: str, result):
+    """The value(s) of a cuda-python call's `result` tuple (error code first); CudaError naming `what` and
+    CUDA's own message when the code is not success."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if int(err) != 0:
         _, text = rt.cudaGetErrorString(err)
@@ -44,14 +46,14 @@ def gpu_info(device: int = 0) -> dict:
 
     Raises CudaError with CUDA's reason when no usable GPU is visible."""
     rt = cuda_runtime()
-    count = _call(rt, "cudaGetDeviceCount", rt.cudaGetDeviceCount())
+    count = cuda_call(rt, "cudaGetDeviceCount", rt.cudaGetDeviceCount())
     if device >= count:
         raise CudaError(f"CUDA device {device} does not exist: {count} device(s) visible",
                         hint="set the tensorrt target's `device`, or CUDA_VISIBLE_DEVICES")
-    props = _call(rt, f"cudaGetDeviceProperties({device})", rt.cudaGetDeviceProperties(device))
+    props = cuda_call(rt, f"cudaGetDeviceProperties({device})", rt.cudaGetDeviceProperties(device))
     name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
-    driver = _call(rt, "cudaDriverGetVersion", rt.cudaDriverGetVersion())
-    runtime = _call(rt, "cudaRuntimeGetVersion", rt.cudaRuntimeGetVersion())
+    driver = cuda_call(rt, "cudaDriverGetVersion", rt.cudaDriverGetVersion())
+    runtime = cuda_call(rt, "cudaRuntimeGetVersion", rt.cudaRuntimeGetVersion())
     return {"device": device, "name": name, "compute_capability": f"{props.major}.{props.minor}",
             "memory_mib": int(props.totalGlobalMem) >> 20, "driver": _cuda_version(driver),
             "cuda_runtime": _cuda_version(runtime)}
@@ -73,8 +75,8 @@ class DeviceBuffers:
         pointer, size = self.buffers.get(name, (0, 0))
         if size < nbytes:
             if pointer:
-                _call(self.rt, "cudaFree", self.rt.cudaFree(pointer))
-            pointer = int(_call(self.rt, f"cudaMalloc({nbytes} bytes for {name})", self.rt.cudaMalloc(max(nbytes, 1))))
+                cuda_call(self.rt, "cudaFree", self.rt.cudaFree(pointer))
+            pointer = int(cuda_call(self.rt, f"cudaMalloc({nbytes} bytes for {name})", self.rt.cudaMalloc(max(nbytes, 1))))
             self.buffers[name] = (pointer, max(nbytes, 1))
         return pointer
 

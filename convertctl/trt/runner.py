@@ -1,6 +1,6 @@
 """Run a built TensorRT engine on numpy inputs: for verification against ONNX Runtime and for timing.
 
-NEVER RUN on this project's machines (TensorRT cannot be installed here); written against TensorRT 10.x/11.x's
+TensorRT cannot be installed on this project's machines, so this is written against TensorRT 10.x/11.x's
 tensor-name API (set_input_shape, set_tensor_address, execute_async_v3) and cuda-python. Before TensorRT sees
 the file, the engine's metadata (or, without it, the version in the plan header) is checked against this
 TensorRT and this GPU, because TensorRT's own error for a foreign engine is cryptic.
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import UsageError, require
-from convertctl.trt.cuda_device import DeviceBuffers, _call, cuda_runtime, gpu_info
+from convertctl.trt.cuda_device import DeviceBuffers, cuda_call, cuda_runtime, gpu_info
 from convertctl.trt.engine_info import compatibility_problem, read_plan_version_file
 from convertctl.trt.version import parse_version
 
@@ -59,7 +59,7 @@ class EngineRunner:
         self.rt = rt = cuda_runtime()
         gpu = gpu_info(device)
         self.meta = check_engine_here(folder, str(trt.__version__), gpu)
-        _call(rt, f"cudaSetDevice({device})", rt.cudaSetDevice(device))
+        cuda_call(rt, f"cudaSetDevice({device})", rt.cudaSetDevice(device))
         self.logger = collecting_logger(trt)
         self.runtime = trt.Runtime(self.logger)
         if self.meta and self.meta.get("build_options", {}).get("version_compatible"):
@@ -70,7 +70,7 @@ class EngineRunner:
             raise EngineMismatchError(f"TensorRT {trt.__version__} cannot load {folder / 'model.engine'}: "
                                       f"{errors[-1] if errors else 'no reason given'}")
         self.context = self.engine.create_execution_context()
-        self.stream = _call(rt, "cudaStreamCreate", rt.cudaStreamCreate())
+        self.stream = cuda_call(rt, "cudaStreamCreate", rt.cudaStreamCreate())
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
@@ -106,8 +106,8 @@ class EngineRunner:
             if not self.context.set_input_shape(name, array.shape):
                 raise UsageError(f"TensorRT rejected shape {array.shape} for input {name!r}")
             pointer = self.buffers.get(name, array.nbytes)
-            _call(rt, f"copy {name} to the GPU",
-                  rt.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, to_device, self.stream))
+            cuda_call(rt, f"copy {name} to the GPU",
+                      rt.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, to_device, self.stream))
             self.context.set_tensor_address(name, pointer)
             host.append(array)  # keep it alive until the stream is synchronised
         results = []
@@ -120,9 +120,9 @@ class EngineRunner:
             raise UsageError(f"TensorRT failed to run the engine: {errors[-1] if errors else 'no reason given'}")
         to_host = rt.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for name, out in zip(self.outputs, results, strict=True):
-            _call(rt, f"copy {name} from the GPU", rt.cudaMemcpyAsync(
+            cuda_call(rt, f"copy {name} from the GPU", rt.cudaMemcpyAsync(
                 out.ctypes.data, self.buffers.buffers[name][0], out.nbytes, to_host, self.stream))
-        _call(rt, "cudaStreamSynchronize", rt.cudaStreamSynchronize(self.stream))
+        cuda_call(rt, "cudaStreamSynchronize", rt.cudaStreamSynchronize(self.stream))
         return results
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """The `trtexec` command line equivalent to a convertctl TensorRT build, for TensorRT 10.x and for 11.x.
 
-The two differ (shared/FACTS.md, samples/common/sampleOptions.cpp of NVIDIA/TensorRT 10.16 and 11.1):
+The two differ (samples/common/sampleOptions.cpp of NVIDIA/TensorRT 10.16 and 11.1):
 10.x needs --stronglyTyped to build the types the ONNX has; in 11.x that is the only mode and the flag is a
 no-op, and --fp16/--int8/--best/--calib no longer exist. Everything else used here is common to both.
 """

@@ -1,6 +1,6 @@
 """Which TensorRT API path a version takes. 10.x and 11.x differ in ways that break builds silently:
 11.x removed weakly typed networks, the precision builder flags and trtexec's --fp16/--int8/--best/--calib
-(shared/FACTS.md; TensorRT 10.x -> 11.x migration guide)."""
+(TensorRT 10.x -> 11.x migration guide)."""
 
 from __future__ import annotations
 
