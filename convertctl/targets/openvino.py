@@ -82,8 +82,9 @@ class _OVGraph:
     """Lookups into a converted model: by output tensor name, by friendly name, constant-ness."""
 
     def __init__(self, model):
-        self.by_tensor, self.by_name, self._const = {}, {}, {}
+        self.by_tensor, self.by_name, self._const, self._order = {}, {}, {}, {}
         for op in model.get_ordered_ops():  # producers before consumers: constant-ness in one pass
+            self._order[op.get_instance_id()] = len(self._order)
             self.by_name.setdefault(op.get_friendly_name(), op)
             for out in op.outputs():
                 for name in out.get_names():
@@ -130,7 +131,8 @@ class _OVGraph:
                         elif user.get_type_name() in _WEIGHT_PATH and self.is_const(user):
                             nxt.append(user)
             frontier = nxt
-        return found
+        # in graph order: a node's targets come as a set, whose order changes from run to run
+        return sorted(found, key=lambda op: self._order.get(op.get_instance_id(), 0))
 
 
 def ov_ignored_scope(model, onnx_path: Path, exclude_nodes, exclude_ops) -> OVScope:
