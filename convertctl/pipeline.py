@@ -501,12 +501,15 @@ class Run(StageCaching):
                              + "; ".join(gate.failures) + f" ({record.reason})")
 
     def _flag_unrewarding(self):
-        """INT8/FP16 artifacts slower or larger than their FP32 counterpart: a note in the manifest and terminal."""
+        """INT8/FP16 artifacts slower or larger than their FP32 counterpart, and an NNCF INT8 that failed where the
+        Q/DQ model passed: a note in the manifest and terminal."""
+        from convertctl.evaluate.int8_methods import int8_method_advice
         from convertctl.evaluate.worth import worth_findings
 
         onnx = self.dir / self.onnx.name
         size = sum(f.stat().st_size for f in [onnx, *onnx.parent.glob(onnx.name + ".data")] if f.is_file())
         self.messages += worth_findings(self.artifacts, self.latency_baseline, size or None)
+        self.messages += int8_method_advice(self.artifacts)
 
     def _latency(self):
         """Time the baseline (the final FP32 ONNX in ONNX Runtime, default session options), then every artifact

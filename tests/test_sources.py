@@ -66,3 +66,35 @@ def test_quantize_with_a_recipe_takes_a_torchscript_model(torch_files, tmp_path,
     assert manifest["recipe"]["content"]["source"]["framework"] == "pytorch"
     assert {a["id"]: a["status"] for a in manifest["artifacts"]} == {"onnxruntime_fp32": "ok",
                                                                       "onnxruntime_fp16": "ok"}
+
+
+@pytest.mark.parametrize("files, what", [(["saved_model.pb"], "a TensorFlow model folder"),
+                                         (["inference.pdmodel", "inference.pdiparams"], "a Paddle model folder"),
+                                         (["notes.txt"], None)])
+def test_check_on_a_model_folder_points_at_export(tmp_path, files, what):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in files:
+        (folder / name).write_bytes(b"\0")
+    res = run_cli("check", folder, "-t", "onnxruntime")
+    if what:
+        assert_clean_error(res, EXIT_USAGE, f"is {what}, not an ONNX model")
+        assert f"convertctl export {folder}" in res.stderr
+    else:
+        assert_clean_error(res, EXIT_USAGE, "is a folder, not an ONNX model")
+        assert "give the .onnx file in it" in res.stderr
+
+
+def test_a_torchscript_error_is_reported_by_its_reason_not_its_banner():
+    """torch.jit.Error's first line is "The following operation failed in the TorchScript interpreter."; the
+    reason is its last line (silero-vad given sr=0: "slice step must be positive")."""
+    from convertctl.frontends.worker import first_line
+
+    @torch.jit.script
+    def halve(x: torch.Tensor, step: int) -> torch.Tensor:
+        return x[::step]
+
+    with pytest.raises(Exception) as caught:
+        halve(torch.zeros(4), 0)
+    assert "TorchScript interpreter" in str(caught.value).splitlines()[0]
+    assert first_line(caught.value) == "RuntimeError: slice step must be positive"

@@ -46,3 +46,26 @@ def test_artifacts_that_did_not_run_or_were_not_timed_are_left_out():
     untimed = _artifact("ov_int8", "openvino", "int8", 1.0, 1.0)
     untimed.latency = LatencyRecord(status="skipped", of="ov_int8")
     assert worth_findings([fp32, broken, untimed], None, 4_000_000) == []
+
+
+def _int8(id_, runtime, built_from, status, cosine):
+    from convertctl.report.manifest import Comparison, OutputMetrics
+
+    gate = Comparison(against="onnxruntime (source model)", outputs={"y": OutputMetrics(shape=[4, 3], cosine=cosine)})
+    return ArtifactRecord(id=id_, runtime=runtime, precision="int8", status=status, built_from=built_from,
+                          verification=[gate])
+
+
+def test_an_nncf_int8_that_failed_where_the_qdq_model_passed_is_pointed_at_int8_method_qdq():
+    """Magika: NNCF 0.72 (it quantizes the decomposed GELU/LayerNorm arithmetic), the Q/DQ model 0.9985."""
+    from convertctl.evaluate.int8_methods import int8_method_advice
+
+    ort = _int8("onnxruntime_int8", "onnxruntime", "qdq_u8s8", "ok", 0.9985)
+    ov = _int8("openvino_int8", "openvino", "fp32", "failed", 0.7214)
+    assert int8_method_advice([ort, ov]) == [
+        "openvino_int8: NNCF's INT8 failed its gate where the Q/DQ model of onnxruntime_int8 passed (worst cosine "
+        "0.7214 vs 0.9985); `int8_method: qdq` on openvino_int8 builds OpenVINO's INT8 from that model"]
+    # nothing to advise: the Q/DQ model failed too, NNCF passed, or the failed OpenVINO target is already Q/DQ
+    assert int8_method_advice([_int8("a", "onnxruntime", "qdq_u8s8", "failed", 0.97), ov]) == []
+    assert int8_method_advice([ort, _int8("b", "openvino", "fp32", "ok", 0.995)]) == []
+    assert int8_method_advice([ort, _int8("c", "openvino", "qdq_s8", "failed", 0.98)]) == []

@@ -76,9 +76,10 @@ def _check_model_file(model: str, names: list[str], ranges: dict, output: str | 
         raise UsageError("no target given", hint="add --target NAME (one or more of: onnxruntime, openvino, tensorrt)")
     if not path.exists():
         raise SourceModelError(f"model file not found: {path}")
-    if path.is_dir():
-        raise UsageError(f"{path} is a folder, not an ONNX model")
     what = _not_onnx(path)
+    if path.is_dir() and not what:
+        raise UsageError(f"{path} is a folder, not an ONNX model",
+                         hint="give the .onnx file in it, or a recipe (.yaml)")
     if what:
         raise UsageError(f"{path} is {what}, not an ONNX model: `check` takes an ONNX file or a recipe (.yaml)",
                          hint=f"export it first (convertctl export {path} -o DIR, then check DIR/model.onnx), or "
@@ -94,6 +95,15 @@ def _not_onnx(path: Path) -> str | None:
     from convertctl.cli.common import TORCH_SUFFIXES, torch_kind
     from convertctl.frontends.formats import looks_like_model
 
+    if path.is_dir():  # a SavedModel or a Paddle model folder: `export` takes it
+        from convertctl.errors import ConvertctlError
+        from convertctl.frontends.formats import detect
+
+        try:
+            found = detect(path)
+        except ConvertctlError:
+            return None
+        return {"tensorflow": "a TensorFlow model folder", "paddle": "a Paddle model folder"}.get(found.framework)
     kind = torch_kind(str(path))
     if kind:
         return "a TorchScript file" if kind == "torchscript" else "a PyTorch checkpoint (torch.save)"

@@ -22,7 +22,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def first_line(exc: BaseException) -> str:
     text = _ANSI.sub("", str(exc)).strip()
-    line = text.splitlines()[0] if text else ""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    line = lines[0] if lines else ""
+    if "TorchScript interpreter" in line and len(lines) > 1:  # torch.jit.Error: the reason is its last line
+        return lines[-1] if re.match(r"\w+(Error|Exception): ", lines[-1]) else f"{type(exc).__name__}: {lines[-1]}"
     return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
 
 
