@@ -407,9 +407,7 @@ def skip_fp16_round_trips(graph, original: set[str] = frozenset(), types: dict |
     Only the converter's Casts are touched: none named in `original` (the model's own nodes)."""
     onnx = require("onnx", "onnx")
     if types is None:
-        types = {v.name: v.type.tensor_type.elem_type for g in _all_graphs(graph)
-                 for v in (*g.input, *g.output, *g.value_info)}
-        types.update({i.name: i.data_type for g in _all_graphs(graph) for i in g.initializer})
+        types = _elem_types(graph, initializers=True)
     removed = 0
     producer = {out: node for node in graph.node for out in node.output if out}
     outputs = {o.name for o in graph.output}
@@ -441,15 +439,20 @@ def _cast_to(node) -> int | None:
     return next((attr.i for attr in node.attribute if attr.name == "to"), None)
 
 
-def _replace_reads(graph, old: str, new: str) -> None:
-    """Every read of `old` in `graph` and the bodies nested in it that do not define `old` again reads `new`."""
+def _replace_reads(graph, old: str, new: str, values: bool = False) -> None:
+    """Every read of `old` in `graph` and the bodies nested in it that do not define `old` again reads `new`;
+    with `values`, the graphs' outputs and value_info of that name are renamed too (a renamed definition)."""
     for node in graph.node:
         for k, name in enumerate(node.input):
             if name == old:
                 node.input[k] = new
         for body in subgraphs(node):
             if old not in {i.name for i in (*body.input, *body.initializer)}:
-                _replace_reads(body, old, new)
+                _replace_reads(body, old, new, values)
+    if values:
+        for value in (*graph.output, *graph.value_info):
+            if value.name == old:
+                value.name = new
 
 
 def _all_graphs(graph):
@@ -457,6 +460,15 @@ def _all_graphs(graph):
     for node in graph.node:
         for body in subgraphs(node):
             yield from _all_graphs(body)
+
+
+def _elem_types(graph, initializers: bool = False) -> dict[str, int]:
+    """Tensor name -> element type of every typed value (and, with `initializers`, initializer) of every graph."""
+    types = {v.name: v.type.tensor_type.elem_type for g in _all_graphs(graph)
+             for v in (*g.input, *g.output, *g.value_info)}
+    if initializers:
+        types.update({i.name: i.data_type for g in _all_graphs(graph) for i in g.initializer})
+    return types
 
 
 def _all_nodes(graph):
@@ -484,8 +496,7 @@ def _precision_counts(graph, original: set[str]) -> tuple[int, int]:
     """(FP16, FP32) nodes of the converted model among those of the FP32 one (the converter's Casts left out):
     a node whose float output is FP16 computes in FP16, one whose float output is FP32 in FP32."""
     onnx = require("onnx", "onnx")
-    types = {v.name: v.type.tensor_type.elem_type for g in _all_graphs(graph)
-             for v in (*g.input, *g.output, *g.value_info)}
+    types = _elem_types(graph)
     fp16 = fp32 = 0
     for node in _all_nodes(graph):
         if node.name not in original:
@@ -527,18 +538,6 @@ def unique_initializer_names(graph) -> int:
     seen = {i.name for i in graph.initializer}
     renamed = 0
 
-    def rename_reads(g, old: str, new: str) -> None:
-        for node in g.node:
-            for k, name in enumerate(node.input):
-                if name == old:
-                    node.input[k] = new
-            for body in subgraphs(node):
-                if old not in {i.name for i in body.initializer} | {i.name for i in body.input}:
-                    rename_reads(body, old, new)
-        for value in (*g.output, *g.value_info):
-            if value.name == old:
-                value.name = new
-
     def visit(g) -> None:
         nonlocal renamed
         for node in g.node:
@@ -549,7 +548,7 @@ def unique_initializer_names(graph) -> int:
                         while f"{old}__{k}" in seen:
                             k += 1
                         init.name = f"{old}__{k}"
-                        rename_reads(body, old, init.name)
+                        _replace_reads(body, old, init.name, values=True)
                         renamed += 1
                     seen.add(init.name)
                 visit(body)

@@ -187,12 +187,15 @@ def weight_sensitivity(fp32: Path, feeds: dict[str, np.ndarray], layers: list[st
         init = inits[wname]
         original = numpy_helper.to_array(init)
         axis = channel_axis(node, original.ndim)
-        if node.name in emitted and emitted[node.name][0].shape == original.shape:
-            q, scale, axis = emitted[node.name]
-            fq = dequantize(q, scale, axis)
-        else:
-            fq = fake_quantize(original, axis, reduce_range)
-        if (wname, axis) not in measured:
+        from_qdq = node.name in emitted and emitted[node.name][0].shape == original.shape
+        if from_qdq:
+            axis = emitted[node.name][2]
+        if (wname, axis) not in measured:  # a shared weight: quantized and run once
+            if from_qdq:
+                q, scale, _ = emitted[node.name]
+                fq = dequantize(q, scale, axis)
+            else:
+                fq = fake_quantize(original, axis, reduce_range)
             saved = onnx.TensorProto()
             saved.CopyFrom(init)
             init.CopyFrom(numpy_helper.from_array(fq, wname))
