@@ -16,7 +16,7 @@ onnx, onnxruntime and openvino, so a native crash or hang costs one child; 60 s 
 - ONNX Runtime: `InferenceSession(model.onnx, providers=["CPUExecutionProvider"])` with default
   optimization (session level), then `run` on the test's own input_<j>.pb tensors (run level).
 - OpenVINO: `ov.convert_model(model.onnx)` and `Core().compile_model(model, "CPU")` (session level: the
-  path convertctl's OpenVINO target takes, targets/openvino.py), then an inference on the same inputs (run
+  path convertctl's OpenVINO target takes, targets/openvino/target.py), then an inference on the same inputs (run
   level). The plain `Core().read_model` + `compile_model` path is recorded alongside ("read_session"):
   convert_model also runs OpenVINO's MOC transformations, which can fail where read_model does not.
 Threads are limited to one per child (two children at a time); thread counts do not change what loads.
@@ -397,7 +397,7 @@ def _ov_request(compiled, model, feeds) -> dict:
 
 
 def truth_openvino(model_path: str) -> dict:
-    """convertctl's own OpenVINO path (targets/openvino.py): `ov.convert_model` then `compile_model` on CPU
+    """convertctl's own OpenVINO path (targets/openvino/target.py): `ov.convert_model` then `compile_model` on CPU
     ("session"); the plain `Core.read_model` path alongside ("read_session"); an inference on the test's
     inputs with the convert_model one ("run")."""
     import onnx

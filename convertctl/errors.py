@@ -2,7 +2,7 @@
 
 An exception exits with code 1 (ConvertctlError) or 2 (UsageError and its kinds). Codes 3, 4 and 5 are outcomes,
 not exceptions: a run records 3 or 4 in its manifest (pipeline.py), `convertctl check` returns 3 or 4
-(cli/check.py) and `convertctl diff` 4 or 5 (report/diff.py)."""
+(cli/check.py) and `convertctl diff` 4 or 5 (ci/diff.py)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,17 @@
-"""The ONNX model in flight: where it is on disk and what its inputs and outputs look like."""
+"""The ONNX model in flight (ModelInFlight, what every stage passes on) and reading ONNX files: where a model
+is on disk, what its inputs and outputs look like."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from convertctl.errors import SourceModelError, require
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 TWO_GB = 2**31
@@ -27,6 +32,19 @@ class ModelIO:
     ir_version: int
     node_count: int
     op_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ModelInFlight:
+    """The ONNX the next stage starts from, and the numbers every later step is compared with."""
+
+    onnx: Path  # inside the output folder
+    label: str  # "exported", then "optimized" once a simplifier changed it
+    outputs: tuple[np.ndarray, ...]  # ONNX Runtime's outputs of this model on the samples: the parity baseline
+    output_names: tuple[str, ...]
+    reference: tuple[np.ndarray, ...]  # the source framework's outputs: what every artifact's gate compares with
+    reference_name: str
+
 
 
 def require_regular_file(path: Path) -> None:

@@ -57,12 +57,20 @@ class InputSpec(Strict):
     same tensor, e.g. a sample rate or a recurrent state fed as given). `shape: []` is a scalar (never batched).
     `value` fills every element with one number (a sample rate, a zero state); otherwise random data in `range`."""
 
-    name: str
-    shape: list[Dim] = Field(max_length=64)  # [] = a scalar
-    dtype: DType = "float32"
-    range: tuple[float, float] = (0.0, 1.0)  # value range of random samples when no data is given
-    value: float | int | bool | None = None  # a fixed value for every element, instead of random data
-    batch_axis: int | None = 0  # the axis samples are stacked along; null = not batched (fed as given)
+    name: str = Field(description="Input name (becomes the ONNX input name); names must be unique.")
+    shape: list[Dim] = Field(max_length=64, description=(
+        "The input's dims; symbolic names (identifiers such as `batch`) become dynamic ONNX dims. Every other dim is "
+        "a positive int (zero-size, negative and fractional dims are refused); `[]` is a scalar."))
+    dtype: DType = Field("float32", description="Element type.")
+    range: tuple[float, float] = Field((0.0, 1.0), description=(
+        "[low, high] of random samples, when the input has no `value` and no images feed it. Whole numbers within "
+        "the dtype for integer dtypes, at most 65504 in size for float16."))
+    value: float | int | bool | None = Field(None, description=(
+        "A fixed value for every element, instead of random data (a sample rate, a zero state). It must fit the "
+        "dtype: a whole number for integer dtypes, true/false for bool."))
+    batch_axis: int | None = Field(0, description=(
+        "The axis the samples are stacked along (and cut along for each run); null: not batched, every run gets "
+        "the same tensor. A scalar (`shape: []`) defaults to null."))
 
     @field_validator("range")
     @classmethod
@@ -140,9 +148,13 @@ def _dim_range(value):
 class DimRange(Strict):
     """Range of a symbolic dim: used for sample shapes and TensorRT optimisation profiles."""
 
-    min: int = Field(1, ge=1, le=limits.MAX_DIM)
-    opt: int | None = Field(None, ge=1, le=limits.MAX_DIM)
-    max: int = Field(8, ge=1, le=limits.MAX_DIM)
+    min: int = Field(1, ge=1, le=limits.MAX_DIM, description="Smallest value.")
+    opt: int | None = Field(None, ge=1, le=limits.MAX_DIM, description=(
+        "Typical value: the size the samples have along this dim; null: `min`."))
+    max: int = Field(8, ge=1, le=limits.MAX_DIM, description=(
+        "Largest value: the dim's upper bound for the dynamo exporter; for a batch dim, the largest chunk of "
+        "samples run at once. Not given, it is the larger of `min` and `opt` when one is above 8 "
+        "(`{opt: 640}` is 1..640..640)."))
 
     @model_validator(mode="after")
     def _order(self):
@@ -157,17 +169,21 @@ class DimRange(Strict):
         return self.opt if self.opt is not None else self.min
 
 
-DimEntry = Annotated[DimRange, BeforeValidator(_dim_range)]
+DimEntry = Annotated[DimRange, BeforeValidator(_dim_range, json_schema_input_type=int | DimRange)]  # `x_2: 640` too
 
 
 class Samples(Strict):
     """Data every artifact is verified on: real images from a folder, or seeded random tensors."""
 
-    images: Path | None = None
-    input: str | None = None  # which input receives the images (default: the first)
-    count: int = Field(8, ge=1, le=10000)
-    seed: int = 0
-    preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess)
+    images: Path | None = Field(None, description=(
+        "A folder of real images, instead of seeded random data. Its .jpg .jpeg .png .bmp files are searched "
+        "recursively and preprocessed as `preprocess` says."))
+    input: str | None = Field(None, description=(
+        "Which input receives the images (the others get their `value` or random data); null: the first input."))
+    count: int = Field(8, ge=1, le=10000, description=(
+        "Number of verification samples. A fixed batch dim can change it (see Sample count)."))
+    seed: int = Field(0, description="Seed of the random data and of the choice of images.")
+    preprocess: ImagePreprocess = Field(default_factory=ImagePreprocess, description="How images become tensors.")
 
 
 class Source(Strict):
@@ -180,12 +196,16 @@ class Source(Strict):
     tensorflow: `path` is a SavedModel folder, a .keras file or an .h5 file.
     """
 
-    framework: Literal["pytorch", "onnx", "paddle", "tensorflow"]
-    path: Path | None = None
-    # paddle/tensorflow: the on-disk format; auto = detected from the files (convertctl/frontends/formats.py)
-    format: Literal["auto", "paddle_legacy", "paddle_pir", "saved_model", "keras", "h5"] = "auto"
-    factory: str | None = None
-    factory_args: dict[str, Any] = Field(default_factory=dict)
+    framework: Literal["pytorch", "onnx", "paddle", "tensorflow"] = Field(description="The source framework.")
+    path: Path | None = Field(None, description=(
+        "The model file or folder. ONNX: the .onnx file; PyTorch: a TorchScript file, or with `factory` a state "
+        "dict loaded into the model it builds; Paddle: the inference model's folder, .pdmodel or .json (with its "
+        ".pdiparams); TensorFlow: a SavedModel folder, a .keras or an .h5 file."))
+    format: Literal["auto", "paddle_legacy", "paddle_pir", "saved_model", "keras", "h5"] = Field("auto", description=(
+        "Paddle/TensorFlow only: the on-disk format. auto: detected from the files; a named one must match them."))
+    factory: str | None = Field(None, description=(
+        "PyTorch: \"file.py:callable\" or \"package.module:callable\" returning a torch.nn.Module."))
+    factory_args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the factory.")
 
     @field_validator("factory")
     @classmethod
@@ -196,21 +216,17 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def _needs(self):
-        if self.framework == "onnx" and self.path is None:
-            raise ValueError("an onnx source needs 'path'")
-        if self.framework == "onnx" and self.factory:
-            raise ValueError("an onnx source takes 'path' only, not 'factory'")
-        if self.framework == "pytorch" and self.path is None and self.factory is None:
-            raise ValueError("a pytorch source needs 'factory', 'path' (TorchScript), or both (state dict)")
-        if self.framework in ("paddle", "tensorflow"):
-            if self.path is None or self.factory:
-                raise ValueError(f"a {self.framework} source takes 'path' (the model's folder or file) only")
-            wanted = {"paddle": ("paddle_legacy", "paddle_pir"), "tensorflow": ("saved_model", "keras", "h5")}
-            if self.format not in ("auto", *wanted[self.framework]):
+        from convertctl.frontends import registry
+
+        frontend = registry.get(self.framework)  # its record: which of path/factory it takes, which formats
+        frontend.check_source(self)
+        if frontend.formats:
+            if self.format not in ("auto", *frontend.formats):
                 raise ValueError(f"format {self.format!r} is not a {self.framework} format "
-                                 f"({', '.join(wanted[self.framework])})")
+                                 f"({', '.join(frontend.formats)})")
         elif self.format != "auto":
-            raise ValueError(f"'format' is for paddle and tensorflow sources, not {self.framework}")
+            detecting = " and ".join(f.name for f in registry.detecting())
+            raise ValueError(f"'format' is for {detecting} sources, not {self.framework}")
         return self
 
     @property
@@ -223,20 +239,26 @@ class Source(Strict):
 
 
 class ExportOptions(Strict):
-    # null = the front end's default: pytorch 18 (the dynamo exporter's minimum), paddle 13, tensorflow 17
-    opset: int | None = Field(None, ge=7, le=25)
-    # The interpreter that runs the framework's export child (another environment's bin/python); null = see
-    # convertctl/frontends/interpreters.py (CONVERTCTL_<STACK>_PYTHON, `make frameworks` envs, this one)
-    python: Path | None = None
-    # auto: dynamo exporter first, the legacy TorchScript exporter if it fails (the reason is recorded)
-    exporter: Literal["auto", "dynamo", "legacy"] = "auto"
-    output_names: list[str] | None = None  # names for the ONNX outputs (default: the exporter's)
-    # Weights in a separate `model.onnx.data` file: auto = only when protobuf's 2 GB limit requires it.
-    external_data: Literal["auto", "always", "never"] = "auto"
+    """Framework -> ONNX (ignored for an ONNX source)."""
+
+    opset: int | None = Field(None, ge=7, le=25, description=(
+        "ONNX opset asked for; null: pytorch 18 (the dynamo exporter's minimum), paddle 13, tensorflow 17. The "
+        "opset written is read back from the model and recorded."))
+    python: Path | None = Field(None, description=(
+        "The interpreter that runs the framework's export child (another environment's bin/python); null: "
+        "CONVERTCTL_<STACK>_PYTHON, then the environments `make frameworks` builds, then this one "
+        "(convertctl/frontends/interpreters.py)."))
+    exporter: Literal["auto", "dynamo", "legacy"] = Field("auto", description=(
+        "PyTorch's exporter; auto: dynamo first, the legacy TorchScript exporter if it fails (the reason is "
+        "recorded)."))
+    output_names: list[str] | None = Field(None, description="Names of the ONNX outputs; null: the exporter's.")
+    external_data: Literal["auto", "always", "never"] = Field("auto", description=(
+        "PyTorch: weights in a separate `model.onnx.data` file; auto: only when protobuf's 2 GB limit requires it."))
 
 
 class OptimizeOptions(Strict):
-    simplifier: Literal["onnxslim", "onnxsim", "none"] = "onnxslim"
+    simplifier: Literal["onnxslim", "onnxsim", "none"] = Field("onnxslim", description=(
+        "Graph simplifier, followed by ONNX shape inference; none: the stage is recorded as skipped."))
 
 
 def _default_tolerances() -> dict[str, Tolerance]:
@@ -251,35 +273,48 @@ class Latency(Strict):
     """Latency of every artifact (and of the FP32 ONNX in ONNX Runtime, the baseline), each timed in its own
     process on a fixed batch cut from the verification samples: `warmup` calls, then `runs` timed calls."""
 
-    enabled: bool = True
-    runs: int = Field(50, ge=5)
-    warmup: int = Field(10, ge=0)
-    batch: int = Field(1, ge=1)  # along dim 0 of every input; must fit `dims` of a symbolic first dim
-    timeout_s: float = Field(120.0, gt=0)  # per measurement (one child process: load, warm-up, timed runs)
+    enabled: bool = Field(True, description="false (or --no-latency): nothing is timed.")
+    runs: int = Field(50, ge=5, description="Timed calls per measurement.")
+    warmup: int = Field(10, ge=0, description=(
+        "Untimed calls first (the first call of a runtime is often much slower)."))
+    batch: int = Field(1, ge=1, description=(
+        "Samples per call along each input's batch axis. It must lie within `dims` of a symbolic batch dim; "
+        "an input with a fixed batch dim wins."))
+    timeout_s: float = Field(120.0, gt=0, description=(
+        "Seconds per measurement (one child process: load, warm-up, timed calls); beyond it the process is killed."))
 
 
 class CheckOptions(Strict):
     """The check stage: per-target operator support (`convertctl check`) right after export."""
 
-    # true: a target runtime judged "unsupported" stops the whole run (exit 3) before optimize/calibration;
-    # false: only that runtime's targets become "error" artifacts, the others are built
-    fail_fast: bool = False
+    fail_fast: bool = Field(False, description=(
+        "true: a target runtime judged unsupported stops the run (exit 3); false: only its targets are not built. "
+        "The run stops right after the check stage, before optimize and calibration; targets not built are error "
+        "artifacts."))
 
 
 class Regression(Strict):
     """How much worse than a baseline run `convertctl diff` accepts (exit 4 for accuracy, 5 for latency)."""
 
-    max_cosine_drop: float = Field(0.001, ge=0)  # per output, of the accuracy gate's comparison
-    max_top1_agreement_drop: float = Field(0.01, ge=0, le=1)
-    max_accuracy_drop: float = Field(0.005, ge=0, le=1)  # labelled top-1 accuracy, as a fraction
-    # p50 latency increase, as a fraction, ON TOP OF the noise both runs' own measurements show ((p90-p50)/p50)
-    max_latency_increase: float = Field(0.10, ge=0)
+    max_cosine_drop: float = Field(0.001, ge=0, description="Cosine drop accepted, per output of the accuracy gate.")
+    max_top1_agreement_drop: float = Field(0.01, ge=0, le=1, description="Top-1 agreement drop accepted.")
+    max_accuracy_drop: float = Field(0.005, ge=0, le=1, description=(
+        "Labelled top-1 accuracy drop accepted, as a fraction."))
+    max_latency_increase: float = Field(0.10, ge=0, description=(
+        "p50 latency increase accepted, as a fraction, on top of the noise both runs' own measurements show "
+        "((p90-p50)/p50)."))
 
 
 class Verify(Strict):
-    tolerances: dict[Literal["fp32", "fp16", "int8"], Tolerance] = Field(default_factory=_default_tolerances)
-    latency: Latency = Field(default_factory=Latency)
-    regression: Regression = Field(default_factory=Regression)
+    """How every artifact is judged: accuracy gates, latency, and the regression thresholds of `convertctl diff`."""
+
+    tolerances: dict[Literal["fp32", "fp16", "int8"], Tolerance] = Field(
+        default_factory=_default_tolerances, description=(
+            "The accuracy gate of each precision: an artifact fails it (exit 4) when any bound is broken. A "
+            "precision given replaces its default entirely; those left out keep theirs."))
+    latency: Latency = Field(default_factory=Latency, description="Time every artifact, each in its own process.")
+    regression: Regression = Field(default_factory=Regression, description=(
+        "What `convertctl diff` accepts against a baseline run."))
 
     @field_validator("tolerances")
     @classmethod
@@ -295,21 +330,40 @@ TargetSpec = Annotated[
 
 
 class Recipe(Strict):
-    version: Literal[1] = RECIPE_VERSION
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    source: Source
-    inputs: list[InputSpec] = Field(default_factory=list)
-    dims: dict[str, DimEntry] = Field(default_factory=dict)
-    samples: Samples = Field(default_factory=Samples)
-    export: ExportOptions = Field(default_factory=ExportOptions)
-    optimize: OptimizeOptions = Field(default_factory=OptimizeOptions)
-    calibration: CalibrationSpec | None = None
-    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec)
-    check: CheckOptions = Field(default_factory=CheckOptions)
-    targets: list[TargetSpec] = Field(default_factory=list)
-    stages: list[Literal["export", "check", "optimize", "build"]] = Field(default_factory=lambda: list(STAGES))
-    verify: Verify = Field(default_factory=Verify)
-    output: Path | None = None
+    """One conversion job: where the model comes from, its inputs, the data to verify and calibrate on, the targets
+    to build and the accuracy each must keep."""
+
+    version: Literal[1] = Field(RECIPE_VERSION, description="Recipe format version; only 1 exists.")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description=(
+        "Names the run and the default output folder out/<name>; letters, digits and _ . -"))
+    source: Source = Field(description="Where the model comes from.")
+    inputs: list[InputSpec] = Field(default_factory=list, description=(
+        "Every model input, in forward() order. Required for a PyTorch source; an ONNX, Paddle or TensorFlow "
+        "model's are read from it when omitted."))
+    dims: dict[str, DimEntry] = Field(default_factory=dict, description=(
+        "Size or range of each symbolic dim (sample shapes, the targets' optimisation profiles). `name: {min, opt, "
+        "max}`, or `name: N` for one size; a symbolic dim not given gets 1..8."))
+    samples: Samples = Field(default_factory=Samples, description=(
+        "Data every stage and artifact is verified on (8 random samples by default). Not used when `calibration` "
+        "holds out samples."))
+    export: ExportOptions = Field(default_factory=ExportOptions, description="Framework -> ONNX options.")
+    optimize: OptimizeOptions = Field(default_factory=OptimizeOptions, description="Graph simplification.")
+    calibration: CalibrationSpec | None = Field(None, description=(
+        "Calibration data for INT8 (and the ranges of FP16); its held-out split becomes the verification data. "
+        "Required by int8 targets."))
+    quantize: QuantizeSpec = Field(default_factory=QuantizeSpec, description="What to keep out of quantization.")
+    check: CheckOptions = Field(default_factory=CheckOptions, description=(
+        "What a target runtime the check judges unsupported does to the run."))
+    targets: list[TargetSpec] = Field(default_factory=list, description=(
+        "The artifacts to build; `runtime:` picks each one's target, whose keys it then takes."))
+    stages: list[Literal["export", "check", "optimize", "build"]] = Field(
+        default_factory=lambda: list(STAGES), description=(
+            "Which stages run, always in the order export, check, optimize, build. Default: all four, without "
+            "build when `targets` is empty."))
+    verify: Verify = Field(default_factory=Verify, description=(
+        "Accuracy tolerances per precision, latency measurement, regression thresholds."))
+    output: Path | None = Field(None, description=(
+        "Output folder; null: out/<name> in the current folder. -o on the command line wins."))
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -24,25 +24,37 @@ class Tolerance(Strict):
     similarity bounds (min_cosine, min_sqnr_db, min_top1_agreement). max_abs caps every output whatever decided.
     Without atol and rtol every output is judged by the similarity bounds alone."""
 
-    min_cosine: float | None = Field(None, ge=-1, le=1)
-    max_abs: float | None = Field(None, ge=0)
-    min_top1_agreement: float | None = Field(None, ge=0, le=1)
-    min_sqnr_db: float | None = None  # signal-to-quantization-noise ratio of each output, in dB
-    max_accuracy_drop: float | None = Field(None, ge=0, le=1)  # top-1 accuracy points lost (needs labels), 0.005 = 0.5
-    atol: float | None = Field(None, ge=0)  # absolute part of the closeness bound, in the output's own units
-    rtol: float | None = Field(None, ge=0)  # part of the closeness bound relative to the output's scale (its RMS)
+    min_cosine: float | None = Field(None, ge=-1, le=1, description=(
+        "Cosine similarity between the flattened output and the reference."))
+    max_abs: float | None = Field(None, ge=0, description=(
+        "Largest absolute difference: a cap on every output, whichever criterion decided it."))
+    min_top1_agreement: float | None = Field(None, ge=0, le=1, description=(
+        "Share of samples whose arg-max class matches; only for 2-D outputs [N, C] with C > 1, ignored for others."))
+    min_sqnr_db: float | None = Field(None, description=(
+        "Signal-to-quantization-noise ratio of each output, in dB; not checked for an output identical to the "
+        "reference."))
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description=(
+        "Top-1 accuracy lost against the reference on labelled verification data, as a fraction (0.005 = 0.5 "
+        "points); checked in the build stage, ignored without labels."))
+    atol: float | None = Field(None, ge=0, description=(
+        "The absolute part of the closeness bound, in the output's own units."))
+    rtol: float | None = Field(None, ge=0, description=(
+        "The part of the closeness bound relative to the output's scale, its RMS: bound = atol + rtol * "
+        "RMS(reference)."))
 
 
 class ImagePreprocess(Strict):
     """value = (pixel * scale - mean) / std, pixel in 0..255, after resize (short side) and centre crop."""
 
-    resize: int = Field(256, ge=1)
-    crop: int = Field(224, ge=1)
-    color: Literal["RGB", "BGR"] = "RGB"
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    scale: float = 1.0
-    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0], min_length=1, max_length=3)
-    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=1, max_length=3)
+    resize: int = Field(256, ge=1, description="Short side after resizing (bilinear).")
+    crop: int = Field(224, ge=1, description="Side of the centre crop; at most `resize`.")
+    color: Literal["RGB", "BGR"] = Field("RGB", description="Channel order.")
+    layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Tensor layout.")
+    scale: float = Field(1.0, description="Multiplies the 0..255 pixel first (1/255 for 0..1 inputs).")
+    mean: list[float] = Field(default_factory=lambda: [0.0, 0.0, 0.0], min_length=1, max_length=3, description=(
+        "Subtracted per channel: 1 value (all channels) or 3."))
+    std: list[float] = Field(default_factory=lambda: [1.0, 1.0, 1.0], min_length=1, max_length=3, description=(
+        "Divides per channel: 1 value (all channels) or 3, non-zero."))
 
     @model_validator(mode="after")
     def _sizes(self):
@@ -59,10 +71,14 @@ class ImagePreprocess(Strict):
 class TargetOptions(Strict):
     """Fields every target shares; each target file subclasses this with its own options."""
 
-    runtime: str
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    precision: Precision = "fp32"
-    tolerance: Tolerance | None = None  # overrides verify.tolerances[precision] for this target
+    runtime: str = Field(description="Which target; the other keys depend on it (a key of another runtime is an error).")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description=(
+        "Artifact id, naming its folder targets/<id>/ and its manifest entry; null: <runtime>_<precision>."))
+    precision: Precision = Field("fp32", description=(
+        "Precision of the artifact (its meaning per runtime, below); selects the tolerance. int8 needs a "
+        "`calibration` section."))
+    tolerance: Tolerance | None = Field(None, description=(
+        "Replaces verify.tolerances[precision] for this target (the whole entry, not key by key)."))
 
     @property
     def id(self) -> str:

@@ -166,6 +166,7 @@ def damaged(cold, tmp_path_factory):
             else None}
 
 
+@pytest.mark.slow
 def test_swapped_entry_is_not_restored_and_the_artifacts_equal_a_cold_run(cold, damaged):
     assert damaged["res"].code == 0, damaged["res"].stderr
     manifest = damaged["manifest"]
@@ -183,6 +184,7 @@ def test_swapped_entry_is_not_restored_and_the_artifacts_equal_a_cold_run(cold, 
     assert restored.files["optimize/model.onnx"] == sha(cold / "cold" / "optimize" / "model.onnx")
 
 
+@pytest.mark.slow
 def test_truncated_entry_json_is_recomputed(damaged):
     assert damaged["res"].code == 0
     text = message(damaged["manifest"], "cache entry for check failed its hash check: recomputed")
@@ -192,6 +194,7 @@ def test_truncated_entry_json_is_recomputed(damaged):
     json.loads((entry(damaged["stages"], "check") / "entry.json").read_text())  # rewritten whole
 
 
+@pytest.mark.slow
 def test_tampered_file_fails_its_hash(cold, damaged):
     assert damaged["res"].code == 0
     text = message(damaged["manifest"], "cache entry for quantize failed its hash check: recomputed")
@@ -201,6 +204,7 @@ def test_tampered_file_fails_its_hash(cold, damaged):
         sha(cold / "cold" / "quantize" / "model.qdq_u8s8.onnx")
 
 
+@pytest.mark.slow
 def test_forged_hash_in_entry_json_fails_the_seal(cold, damaged):
     assert damaged["res"].code == 0
     text = message(damaged["manifest"], "cache entry for build/onnxruntime_int8 failed its hash check: recomputed")
@@ -211,6 +215,7 @@ def test_forged_hash_in_entry_json_fails_the_seal(cold, damaged):
     assert sha(shipped) == sha(cold / "cold" / "targets" / "onnxruntime_int8" / "model.onnx")
 
 
+@pytest.mark.slow
 def test_entry_listing_a_file_outside_is_refused_and_nothing_is_written_outside(damaged):
     assert damaged["res"].code == 0
     text = message(damaged["manifest"], "cache entry for build/openvino_fp32 failed its hash check: recomputed")
@@ -220,6 +225,7 @@ def test_entry_listing_a_file_outside_is_refused_and_nothing_is_written_outside(
     assert [p for p in everywhere.rglob("escaped.txt") if damaged["stages"] not in p.parents] == []
 
 
+@pytest.mark.slow
 def test_temporary_entry_left_by_a_kill_is_never_restored_and_is_cleaned(damaged):
     assert damaged["res"].code == 0
     manifest = damaged["manifest"]
@@ -233,6 +239,7 @@ def test_temporary_entry_left_by_a_kill_is_never_restored_and_is_cleaned(damaged
 
 
 # -- byte-identical artifacts: computed or restored ---------------------------------------------------------------
+@pytest.mark.slow
 def test_artifacts_are_byte_identical_cold_partial_hits_and_all_hits(cold, damaged, tmp_path):
     stages, cache = clone(cold, tmp_path)
     # partial: quantize and the OpenVINO builds computed in a process whose check was restored, i.e. one that
@@ -255,6 +262,7 @@ def test_artifacts_are_byte_identical_cold_partial_hits_and_all_hits(cold, damag
 
 
 # -- the calibration-table cache ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_truncated_calibration_metadata_is_recomputed_and_a_later_run_reuses_it(cold, tmp_path):
     stages, cache = clone(cold, tmp_path)
     meta = cache / "calibration" / CALIB_META
@@ -273,6 +281,7 @@ def test_truncated_calibration_metadata_is_recomputed_and_a_later_run_reuses_it(
     assert "reused from cache" in load_manifest(tmp_path / "b")["stages"][3]["findings"][0]
 
 
+@pytest.mark.slow
 def test_truncated_calibration_table_is_recomputed(cold, tmp_path):
     stages, cache = clone(cold, tmp_path)
     table = cache / "calibration" / CALIB_TABLE
@@ -297,6 +306,7 @@ def onnx_recipe(cold, tmp_path):
     return tmp_path / "tiny.yaml"
 
 
+@pytest.mark.slow
 def test_cache_folder_whose_parent_is_a_file_runs_uncached_with_a_note(onnx_recipe, tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     res = run(onnx_recipe, tmp_path / "out", tmp_path / "afile" / "stages", tmp_path / "cache")
@@ -309,6 +319,7 @@ def test_cache_folder_whose_parent_is_a_file_runs_uncached_with_a_note(onnx_reci
     assert (tmp_path / "afile").read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_cache_folder_that_is_a_file(onnx_recipe, tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("not a folder")
     # on the command line: a usage error before anything runs
@@ -324,6 +335,7 @@ def test_cache_folder_that_is_a_file(onnx_recipe, tmp_path, monkeypatch):
     assert hits(manifest) == {} and (tmp_path / "afile").read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_symlinked_cache_folder_is_used_but_links_inside_it_are_refused(onnx_recipe, tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")  # the user's choice: fine

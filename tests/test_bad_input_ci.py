@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from convertctl.ci import fanout
 from convertctl.errors import EXIT_OK, EXIT_USAGE
-from convertctl.report import fanout
 from convertctl.report.manifest import LatencyRecord
 
 from .conftest import SMALL_MODELS, load_manifest, run_cli, small_cnn_recipe
@@ -78,6 +78,7 @@ def nothing_beside(folder: Path, keep: set[str]) -> None:
 # --- the job page ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_unwritable_step_summary_is_a_warning(real):
     root, res = real
     assert res.code == EXIT_OK, res.stderr
@@ -104,6 +105,7 @@ MERGE_CASES = {
 
 
 @pytest.mark.parametrize("case", list(MERGE_CASES))
+@pytest.mark.slow
 def test_merge_refuses_a_bad_manifest_and_writes_nothing(real, good, tmp_path, case):
     edit, needle = MERGE_CASES[case]
     bad = write(tmp_path / "jobs" / "bad" / "manifest.json", edit(copy.deepcopy(good)))
@@ -120,6 +122,7 @@ def test_merge_a_folder_without_manifests(tmp_path):
     nothing_beside(tmp_path, {"jobs"})
 
 
+@pytest.mark.slow
 def test_merge_never_replaces_a_folder_that_is_not_a_merge_output(real, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -132,6 +135,7 @@ def test_merge_never_replaces_a_folder_that_is_not_a_merge_output(real, tmp_path
     nothing_beside(tmp_path, {"mine"})
 
 
+@pytest.mark.slow
 def test_merge_replaces_its_own_output_but_not_a_file_put_in_it(real, tmp_path):
     release = tmp_path / "release"
     assert run_cli("merge", real[0] / "out", "-o", release).code == EXIT_OK
@@ -143,6 +147,7 @@ def test_merge_replaces_its_own_output_but_not_a_file_put_in_it(real, tmp_path):
     nothing_beside(release, {"README.md", "index.json", "index.md", "manifests"})
 
 
+@pytest.mark.slow
 def test_merge_after_a_failed_merge_succeeds(real, good, tmp_path):
     release = tmp_path / "release"
     assert run_cli("merge", real[0] / "out", "-o", release).code == EXIT_OK
@@ -159,6 +164,7 @@ def test_merge_after_a_failed_merge_succeeds(real, good, tmp_path):
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+@pytest.mark.slow
 def test_a_merge_that_fails_halfway_leaves_the_previous_release(real, tmp_path, monkeypatch, failure):
     """In-process: the failure comes after the staging folder was filled, just before it would be moved in."""
     release = tmp_path / "release"
@@ -202,6 +208,7 @@ DIFF_CASES = {
 
 
 @pytest.mark.parametrize("case", list(DIFF_CASES))
+@pytest.mark.slow
 def test_diff_refuses_a_bad_manifest(real, good, tmp_path, case):
     edit, needle = DIFF_CASES[case]
     new = write(tmp_path / "new.json", edit(copy.deepcopy(good)))
@@ -210,6 +217,7 @@ def test_diff_refuses_a_bad_manifest(real, good, tmp_path, case):
     nothing_beside(tmp_path, {"new.json"})  # no diff.md from garbage
 
 
+@pytest.mark.slow
 def test_diff_a_missing_file_and_a_nan_threshold(real, tmp_path):
     refused(run_cli("diff", tmp_path / "nosuch.json", real[0] / "out", "--json"),
             f"BASE {tmp_path / 'nosuch.json'}: no such file")
@@ -217,6 +225,7 @@ def test_diff_a_missing_file_and_a_nan_threshold(real, tmp_path):
     refused(res, "Invalid value for '--max-cosine-drop': 'nan' is not a finite number >= 0")
 
 
+@pytest.mark.slow
 def test_diff_still_reads_good_and_older_manifests(real, good, tmp_path):
     old = copy.deepcopy(good)
     old["schema_version"] = "1.1.0"  # before latency (1.2) and cache (1.3): those fields may be absent
@@ -254,6 +263,7 @@ def test_plan_refuses_bad_recipes(tmp_path, case):
         assert "targets[0]" in res["error"] and "coreml" in res["error"] and "onnxruntime" in res["error"]
 
 
+@pytest.mark.slow
 def test_plan_with_an_unwritable_github_output(real, tmp_path, monkeypatch):
     (tmp_path / "afile").write_text("a regular file\n")
     target = tmp_path / "afile" / "github_output"

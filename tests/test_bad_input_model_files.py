@@ -159,7 +159,8 @@ CONFINEMENT = [  # (id, model, command, what stderr must say)
 def test_external_data_must_stay_inside_the_model_folder(layout, make, command, needles):
     model = make(layout)
     out = layout / "o"
-    res = run_cli(*_command(command, model, out), timeout=120)  # a read of the FIFO would hang: fail instead
+    res = run_cli(*_command(command, model, out), timeout=120,  # a read of the FIFO would hang: fail instead
+                  subprocess=make is _fifo)  # (a timeout needs a process of its own)
     assert_safe(res, out, EXIT_USAGE, *needles)
 
 
@@ -236,6 +237,7 @@ def test_check_on_a_cycle_is_an_invalid_model(tmp_path):
                 "the ONNX checker: Nodes in a graph must be topologically sorted")
 
 
+@pytest.mark.slow
 def test_check_recipe_never_points_into_its_deleted_temporary_folder(tmp_path, write_recipe):
     (tmp_path / "models.py").write_text("def raises():\n    raise RuntimeError('weights server unreachable')\n")
     recipe = write_recipe({"name": "r", "source": {"framework": "pytorch", "factory": "models.py:raises"},

@@ -303,6 +303,7 @@ MOMENTS = {
 
 @pytest.mark.parametrize(("sig", "moment"), [(signal.SIGINT, "export"), (signal.SIGTERM, "build"),
                                              (signal.SIGINT, "latency")])
+@pytest.mark.slow
 def test_a_signal_stops_the_run_and_its_children_and_leaves_nothing(tmp_path, models_file, write_recipe, sig,
                                                                     moment):
     # many timed calls, so that the run is still timing when the signal lands (not already finished)
@@ -327,6 +328,7 @@ def test_a_signal_stops_the_run_and_its_children_and_leaves_nothing(tmp_path, mo
     assert load_manifest(tmp_path / "out")["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_no_finished_looking_folder_and_the_next_run_cleans_up(tmp_path, models_file,
                                                                                    write_recipe):
     recipe = write_recipe(small_cnn_recipe(targets=[{"runtime": "onnxruntime", "precision": "fp32"}]))
@@ -346,7 +348,8 @@ def test_a_killed_run_leaves_no_finished_looking_folder_and_the_next_run_cleans_
 def test_a_model_path_that_is_not_a_regular_file_is_refused_without_reading_it(tmp_path, kind):
     model = tmp_path / "model.onnx"
     os.mkfifo(model) if kind == "fifo" else model.mkdir()
-    res = run_cli("build", model, "-t", "onnxruntime", "-o", tmp_path / "o", timeout=120)  # a read would hang
+    res = run_cli("build", model, "-t", "onnxruntime", "-o", tmp_path / "o", timeout=120,
+                  subprocess=True)  # a read would hang: a timeout needs a process of its own
     assert_refused(res, "is not a regular file")
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()
 

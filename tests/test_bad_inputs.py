@@ -46,6 +46,7 @@ def test_factory_returning_non_module(models_file, write_recipe):
     assert_clean_error(run_cli("run", recipe), EXIT_USAGE, "returned int, not a torch.nn.Module")
 
 
+@pytest.mark.slow
 def test_shape_the_model_rejects(models_file, write_recipe):
     recipe = write_recipe(small_cnn_recipe(inputs=[{"name": "image", "shape": ["batch", 5, 32, 32]}]))
     assert_clean_error(run_cli("run", recipe), EXIT_USAGE, "the model rejected the declared inputs",
@@ -68,6 +69,7 @@ def test_corrupt_onnx(tmp_path, content):
     assert not (tmp_path / "o" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_truncated_onnx(tmp_path, models_file):
     ok = run_cli("export", f"{models_file}:small_cnn", "--input", "image:1,3,32,32", "-o", tmp_path / "e", "-q")
     assert ok.code == 0, ok.stderr
@@ -108,6 +110,7 @@ def test_json_error_on_stdout(tmp_path):
     assert data["status"] == "error" and data["exit_code"] == EXIT_USAGE and "not found" in data["error"]
 
 
+@pytest.mark.slow
 def test_accuracy_gate_failure_exits_4_and_keeps_marked_artifacts(models_file, tmp_path, write_recipe):
     # FP16-compressed weights cannot meet an exact-match gate: a real, honest gate failure.
     recipe = write_recipe(small_cnn_recipe(

@@ -418,6 +418,7 @@ def digits(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_digits_materialised_deterministically(digits, tmp_path):
     pngs = sorted(p.relative_to(digits).as_posix() for p in (digits / "digits").rglob("*.png"))
     assert len(pngs) == 1797 and (digits / "digits" / ".complete").is_file()

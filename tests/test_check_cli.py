@@ -132,6 +132,7 @@ def test_bad_targets_and_files(models, tmp_path):
     assert res.code == 2 and "is a PyTorch file, not an ONNX model" in res.stderr and "convertctl export" in res.stderr
 
 
+@pytest.mark.slow
 def test_check_pytorch_recipe_exports_first(models_file, write_recipe, tmp_path):
     recipe = write_recipe(small_cnn_recipe(dims={"batch": {"min": 1, "opt": 2, "max": 4}}))
     res = run_cli("check", recipe, "-o", tmp_path / "chk")

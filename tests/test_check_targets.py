@@ -174,6 +174,7 @@ def test_bad_files_and_bad_targets(tmp_path):
         check_model(broken, BOTH)
 
 
+@pytest.mark.slow
 def test_dynamo_export_keeps_the_source_module_of_an_offending_node(tmp_path):
     torch = pytest.importorskip("torch")
     from torch import nn

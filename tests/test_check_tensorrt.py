@@ -1,7 +1,7 @@
 """The TensorRT judge: verdicts from the versioned support table, on small models built here.
 
 TensorRT cannot be installed on this project's machines: every test but the last judges from the table
-(checks/data/tensorrt_support.yaml). The last one runs TensorRT's own ONNX parser and is skipped unless
+(targets/tensorrt/data/tensorrt_support.yaml). The last one runs TensorRT's own ONNX parser and is skipped unless
 `tensorrt` is importable; it is written to run unchanged on a GPU machine.
 """
 
@@ -20,8 +20,8 @@ from onnx import TensorProto as T  # noqa: E402
 from onnx import helper, numpy_helper  # noqa: E402
 
 from convertctl.checks.model_facts import analyse  # noqa: E402
-from convertctl.checks.tensorrt_check import check_tensorrt  # noqa: E402
-from convertctl.checks.tensorrt_table import TABLE_PATH, SupportTable, load_table  # noqa: E402
+from convertctl.targets.tensorrt.check import check_tensorrt  # noqa: E402
+from convertctl.targets.tensorrt.table import TABLE_PATH, SupportTable, load_table  # noqa: E402
 
 NO_TRT = importlib.util.find_spec("tensorrt") is None
 

@@ -271,8 +271,8 @@ def manifest_with(cmp) -> dict:
 
 
 def test_the_manifest_records_the_decision_and_older_manifests_still_read(tmp_path):
+    from convertctl.ci.diff import diff_manifests, load
     from convertctl.errors import UsageError
-    from convertctl.report.diff import diff_manifests, load
 
     ref, act = near_zero_map()
     data = manifest_with(compare("onnxruntime (source model)", ["y"], [ref], [act], FP32))
@@ -300,7 +300,7 @@ def test_the_manifest_records_the_decision_and_older_manifests_still_read(tmp_pa
 
 
 def test_diff_does_not_call_a_cosine_change_on_a_no_signal_output_a_regression():
-    from convertctl.report.diff import Thresholds, compare_artifact
+    from convertctl.ci.diff import Thresholds, compare_artifact
 
     def artifact(cosine, decided_by):
         out = {"cosine": cosine, "max_abs": 1e-8, "top1_agreement": None, "sqnr_db": None, "decided_by": decided_by}

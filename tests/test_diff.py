@@ -77,6 +77,7 @@ def regression_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("REGRESSION:")]
 
 
+@pytest.mark.slow
 def test_the_real_run_has_what_diff_reads(base):
     assert base["schema_version"] == SCHEMA_VERSION and [a["id"] for a in base["artifacts"]] == IDS
     for aid in IDS:
@@ -90,6 +91,7 @@ def test_the_real_run_has_what_diff_reads(base):
         "max_latency_increase": 0.1}
 
 
+@pytest.mark.slow
 def test_identical_runs_exit_0(run_folder, base, tmp_path):
     res = diff(tmp_path, run_folder, base, "--json")  # BASE as a run folder, NEW as a file
     assert res.code == EXIT_OK, res.stderr
@@ -117,6 +119,7 @@ def test_identical_runs_exit_0(run_folder, base, tmp_path):
     assert "onnxruntime_fp32" in res.stderr and "openvino_fp32" in res.stderr  # the table
 
 
+@pytest.mark.slow
 def test_p50_doubled_is_a_latency_regression(base, tmp_path):
     base = steady(base)
     new = copy.deepcopy(base)
@@ -136,6 +139,7 @@ def test_p50_doubled_is_a_latency_regression(base, tmp_path):
     assert lat["onnxruntime_fp32"]["regression"] is True and lat["openvino_fp32"]["regression"] is False
 
 
+@pytest.mark.slow
 def test_cosine_drop_is_an_accuracy_regression(base, tmp_path):
     new = copy.deepcopy(base)
     name, metrics = gate_output(new, "openvino_fp32")
@@ -151,6 +155,7 @@ def test_cosine_drop_is_an_accuracy_regression(base, tmp_path):
     assert out["cosine"]["change"] == pytest.approx(-0.01) and out["regression"] is True
 
 
+@pytest.mark.slow
 def test_top1_agreement_drop_is_an_accuracy_regression(base, tmp_path):
     new = copy.deepcopy(base)
     name, metrics = gate_output(new, "onnxruntime_fp32")
@@ -162,6 +167,7 @@ def test_top1_agreement_drop_is_an_accuracy_regression(base, tmp_path):
     assert diff(tmp_path, base, new, "--max-top1-drop", "0.3").code == EXIT_OK
 
 
+@pytest.mark.slow
 def test_accuracy_and_latency_regressions_exit_4(base, tmp_path):
     base = steady(base)
     new = copy.deepcopy(base)
@@ -177,6 +183,7 @@ def test_accuracy_and_latency_regressions_exit_4(base, tmp_path):
     assert "2 regressions: exit 4" in res.stderr
 
 
+@pytest.mark.slow
 def test_increase_within_the_runs_noise_is_not_a_regression(base, tmp_path):
     base = steady(base)
     new = steady(copy.deepcopy(base), spread=0.3)  # NEW's own p90 sits 30% above its p50
@@ -195,6 +202,7 @@ def test_increase_within_the_runs_noise_is_not_a_regression(base, tmp_path):
     assert "(+20.0%), more than the allowed 10.0% plus the runs' own noise 0.0% (= 10.0%)" in res.stderr
 
 
+@pytest.mark.slow
 def test_flags_override_the_thresholds(base, tmp_path):
     base = steady(base)
     new = copy.deepcopy(base)
@@ -215,6 +223,7 @@ def test_flags_override_the_thresholds(base, tmp_path):
     assert res.code == EXIT_ACCURACY_GATE and "(drop 0.0005 > 0.0001)" in res.stderr
 
 
+@pytest.mark.slow
 def test_thresholds_come_from_the_recipes_else_the_defaults(base, tmp_path):
     base = steady(base)
     new = copy.deepcopy(base)
@@ -238,6 +247,7 @@ def test_thresholds_come_from_the_recipes_else_the_defaults(base, tmp_path):
                                         "source": "defaults"}
 
 
+@pytest.mark.slow
 def test_different_recipes_are_refused(base, tmp_path):
     new = copy.deepcopy(base)
     new["recipe"]["name"] = "other"
@@ -250,6 +260,7 @@ def test_different_recipes_are_refused(base, tmp_path):
     assert res.code == EXIT_USAGE and res.json()["exit_code"] == EXIT_USAGE
 
 
+@pytest.mark.slow
 def test_same_recipe_changed_is_noted(base, tmp_path):
     new = copy.deepcopy(base)
     new["recipe"]["sha256"] = "f" * 64
@@ -262,6 +273,7 @@ def test_same_recipe_changed_is_noted(base, tmp_path):
     assert "note: the recipe changed between the runs" in res.stderr
 
 
+@pytest.mark.slow
 def test_a_major_schema_version_it_cannot_read_is_refused(base, tmp_path):
     new = copy.deepcopy(base)
     new["schema_version"] = "2.0.0"
@@ -272,6 +284,7 @@ def test_a_major_schema_version_it_cannot_read_is_refused(base, tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_bad_files_are_usage_errors(base, tmp_path):
     bad = tmp_path / "notes.txt"
     bad.write_text("this is not json\n")
@@ -298,6 +311,7 @@ def test_bad_files_are_usage_errors(base, tmp_path):
         in res.stderr
 
 
+@pytest.mark.slow
 def test_another_environment_is_a_warning_not_a_failure(base, tmp_path):
     # Both environments are written here, BASE's too, each with the fingerprint convertctl would record for it:
     # whatever CPU flags and GPUs the machine running the test has (AMX or not, AVX-512 or not, a GPU or none),
@@ -324,6 +338,7 @@ def test_another_environment_is_a_warning_not_a_failure(base, tmp_path):
     assert base["environment"]["fingerprint"] != new["environment"]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_tool_versions_are_listed_and_are_not_another_machine(base, tmp_path):
     base = copy.deepcopy(base)
     base["environment"]["fingerprint"] = "0" * 16  # as a run with the environment fingerprint records it
@@ -346,6 +361,7 @@ def test_tool_versions_are_listed_and_are_not_another_machine(base, tmp_path):
                                       f"{'1' * 16}): latency deltas compare different machines"]
 
 
+@pytest.mark.slow
 def test_operator_changes_are_listed(base, tmp_path):
     new = copy.deepcopy(base)
     ops = next(s for s in new["stages"] if s["name"] == "check")["details"]["op_counts"]
@@ -358,6 +374,7 @@ def test_operator_changes_are_listed(base, tmp_path):
     assert "operators: +Sigmoid x1, -Clip x1, Relu 1 -> 2" in res.stderr
 
 
+@pytest.mark.slow
 def test_status_changes(base, tmp_path):
     new = copy.deepcopy(base)
     a = art(new, "openvino_fp32")
@@ -380,6 +397,7 @@ def test_status_changes(base, tmp_path):
     assert skipped["latency"]["note"] == "not compared: BASE measured, NEW not timed"
 
 
+@pytest.mark.slow
 def test_labelled_accuracy_drop(base, tmp_path):
     base = copy.deepcopy(base)
     art(base, "onnxruntime_fp32")["accuracy"] = {"top1": 0.95, "top5": 1.0, "reference_top1": 0.95,
@@ -395,6 +413,7 @@ def test_labelled_accuracy_drop(base, tmp_path):
     assert diff(tmp_path, base, new, "--max-accuracy-drop", "0.03").code == EXIT_OK
 
 
+@pytest.mark.slow
 def test_added_and_removed_artifacts_are_listed_not_failed(base, tmp_path):
     new = copy.deepcopy(base)
     removed = new["artifacts"].pop(1)
@@ -410,6 +429,7 @@ def test_added_and_removed_artifacts_are_listed_not_failed(base, tmp_path):
     assert "WARNING: artifact openvino_fp32 is in BASE but not in NEW" in res.stderr
 
 
+@pytest.mark.slow
 def test_an_older_manifest_without_latency_reads(base, tmp_path):
     old = copy.deepcopy(base)
     old["schema_version"] = "1.1.0"
@@ -426,6 +446,7 @@ def test_an_older_manifest_without_latency_reads(base, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["identical", "latency", "accuracy"])
+@pytest.mark.slow
 def test_json_exit_code_is_the_process_exit_code(base, tmp_path, case):
     base = steady(base)
     new = copy.deepcopy(base)
@@ -438,6 +459,7 @@ def test_json_exit_code_is_the_process_exit_code(base, tmp_path, case):
     assert res.json()["exit_code"] == res.code
 
 
+@pytest.mark.slow
 def test_markdown_output(base, tmp_path):
     base = steady(base)
     new = copy.deepcopy(base)

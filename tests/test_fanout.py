@@ -69,7 +69,9 @@ def plan_a(ws):
     assert len(jobs) == 2
 
     def one(job):
-        return run_cli("run", job["recipe"], "--target", job["target"], "-o", job["output"], "--json", cwd=ws)
+        # concurrent jobs are concurrent processes (one working folder, one environment each)
+        return run_cli("run", job["recipe"], "--target", job["target"], "-o", job["output"], "--json", cwd=ws,
+                       subprocess=True)
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(one, jobs))
@@ -79,6 +81,7 @@ def plan_a(ws):
 # --- run FOLDER ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_folder_run_reports_each_recipe_and_invalid_counts_as_2(ws, mixed_run):
     res = mixed_run
     assert res.code == 2, res.stderr
@@ -106,6 +109,7 @@ def test_folder_run_reports_each_recipe_and_invalid_counts_as_2(ws, mixed_run):
         assert needle in res.stderr
 
 
+@pytest.mark.slow
 def test_folder_run_all_ok(ws, good_run):
     assert good_run.code == 0, good_run.stderr
     summary = good_run.json()
@@ -131,6 +135,7 @@ def test_folder_usage_errors(ws, tmp_path):
 # --- run --target ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_target_builds_only_that_target(ws, plan_a):
     jobs, results = plan_a
     for job, res in zip(jobs, results, strict=True):
@@ -209,6 +214,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_merge_the_jobs_into_a_release(ws, plan_a):
     assert all(r.code == 0 for r in plan_a[1])
     res = run_cli("merge", "out/a", "-o", "release", cwd=ws)
@@ -237,6 +243,7 @@ def test_merge_the_jobs_into_a_release(ws, plan_a):
         assert f"| a | {target} | ok | 1.000000 | – |" in md
 
 
+@pytest.mark.slow
 def test_merge_duplicate_and_bad_inputs_exit_2(ws, plan_a, tmp_path):
     one = "out/a/onnxruntime_fp32/manifest.json"
     res = run_cli("merge", "out/a", one, "-o", tmp_path / "dup", cwd=ws)
@@ -252,6 +259,7 @@ def test_merge_duplicate_and_bad_inputs_exit_2(ws, plan_a, tmp_path):
     assert res.code == 2 and "no such file or folder" in res.stderr
 
 
+@pytest.mark.slow
 def test_merge_exits_with_the_worst_job(ws, plan_a, tmp_path):
     failed = tmp_path / "failed"
     failed.mkdir()

@@ -274,6 +274,7 @@ def test_a_convolution_net_stays_fp16(tmp_path):
 
 # ------------------------------------------------------------------ the real model
 
+@pytest.mark.corpus
 @pytest.mark.skipif(not (MAGIKA / "model.onnx").exists() or not (MAGIKA / "data" / "bytes.npy").exists(),
                     reason="Magika is not in the corpus here (recipes/models/corpus/magika: `make models`)")
 def test_magika_fp16_passes_the_fp16_gate(tmp_path):

@@ -107,6 +107,7 @@ def test_missing_paddle_stack_says_how_to_make_it(tmp_path, monkeypatch):
     assert "CONVERTCTL_PADDLE_LEGACY_PYTHON" in err.value.hint
 
 
+@pytest.mark.frameworks
 @pytest.mark.skipif(not (PADDLE3 / "bin" / "python").exists(), reason="`make frameworks` has not built the paddle env")
 def test_legacy_model_falls_back_to_the_paddle3_stack_with_a_warning(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVERTCTL_CACHE", str(tmp_path / "empty"))

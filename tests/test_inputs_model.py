@@ -232,20 +232,22 @@ def test_dims_come_from_the_recipe_the_data_the_metadata_or_stop(tmp_path):
     assert "batch dim" in err.value.hint
     # the model's metadata: an image size
     r = recipe(base, tmp_path)
-    notes = resolve_dims(r, spec, {"imgsz": "[480, 640]"})
-    assert (r.dims["x_2"].value, r.dims["x_3"].value) == (480, 640) and "the model's metadata (imgsz" in notes[0]
-    assert r.dims["batch"].max == 8 and not r.dims["batch"].model_fields_set  # a batch dim keeps its default
+    dims, notes = resolve_dims(r, spec, {"imgsz": "[480, 640]"})
+    assert (dims["x_2"].value, dims["x_3"].value) == (480, 640) and "the model's metadata (imgsz" in notes[0]
+    assert dims["batch"].max == 8 and not dims["batch"].model_fields_set  # a batch dim keeps its default
+    assert "x_2" not in r.dims  # the recipe itself is never changed: the resolved dims are a new dict
     # the data wins over the metadata; the most common size of the images, the others fitted to it
     folder = images(tmp_path / "img", [(32, 48), (32, 48), (40, 40)])
     r = recipe({**base, "samples": {"images": str(folder)}}, tmp_path)
-    notes = resolve_dims(r, spec, {"imgsz": "640"})
-    assert (r.dims["x_2"].value, r.dims["x_3"].value) == (32, 48) and "2 of 3" in notes[0]
+    dims, notes = resolve_dims(r, spec, {"imgsz": "640"})
+    assert (dims["x_2"].value, dims["x_3"].value) == (32, 48) and "2 of 3" in notes[0]
     # a crop the recipe sets is the data's size; the recipe's dims win over everything
     r = recipe({**base, "samples": {"images": str(folder), "preprocess": {"resize": 40, "crop": 36}}}, tmp_path)
-    resolve_dims(r, spec)
-    assert (r.dims["x_2"].value, r.dims["x_3"].value) == (36, 36)
+    dims, _ = resolve_dims(r, spec)
+    assert (dims["x_2"].value, dims["x_3"].value) == (36, 36)
     r = recipe({**base, "samples": {"images": str(folder)}, "dims": {"x_2": 64, "x_3": 96}}, tmp_path)
-    assert resolve_dims(r, spec) == [] and r.dims["x_3"].value == 96
+    dims, notes = resolve_dims(r, spec)
+    assert notes == [] and dims["x_3"].value == 96
     with pytest.raises(UsageError, match="dims.y: no input has a dim of that name"):
         resolve_dims(recipe({**base, "dims": {"y": 3}}, tmp_path), spec)
 
@@ -255,8 +257,8 @@ def test_calibration_tensors_give_their_size(tmp_path):
     spec = [InputSpec(name="input", shape=["batch", "input_1"])]
     r = recipe({"source": {"framework": "onnx", "path": "m.onnx"},
                 "calibration": {"data": str(tmp_path / "audio.npy")}}, tmp_path)
-    notes = resolve_dims(r, spec)
-    assert r.dims["input_1"].value == 320 and "calibration tensors (audio.npy: [10, 320])" in notes[0]
+    dims, notes = resolve_dims(r, spec)
+    assert dims["input_1"].value == 320 and "calibration tensors (audio.npy: [10, 320])" in notes[0]
 
 
 def test_images_are_fitted_to_dynamic_dims(tmp_path):

@@ -17,8 +17,8 @@ from convertctl.cpu import vnni_flags
 from convertctl.errors import UsageError
 from convertctl.quantize.emit import EMISSIONS
 from convertctl.quantize.stage import u8s8_form
-from convertctl.targets.onnxruntime import OnnxRuntimeOptions, int8_emission, resolve_int8_form
-from convertctl.targets.openvino import resolve_overflow_fix
+from convertctl.targets.onnxruntime.options import OnnxRuntimeOptions, int8_emission, resolve_int8_form
+from convertctl.targets.openvino.options import resolve_overflow_fix
 
 from .conftest import load_manifest, run_cli
 from .test_quantize_digits import digits_recipe, train_digits
@@ -93,6 +93,7 @@ def _weights(path, dtype) -> list[np.ndarray]:
             and n.input[0] in inits and inits[n.input[0]].dtype == dtype and inits[n.input[0]].ndim == 4]
 
 
+@pytest.mark.slow
 def test_choice_lands_in_the_manifest(tmp_path):
     """Explicit forms (so the run does not depend on this CPU): the quantize record, the artifacts' settings
     and the emitted models say and are what was chosen."""

@@ -39,6 +39,7 @@ def timed_run(tmp_path_factory):
     return folder / "out", res
 
 
+@pytest.mark.slow
 def test_latency_never_changes_the_status(timed_run):
     out, res = timed_run
     assert res.code == EXIT_ACCURACY_GATE, res.stderr  # the fp16 gate, nothing else
@@ -50,6 +51,7 @@ def test_latency_never_changes_the_status(timed_run):
                                                          "batch": BATCH, "timeout_s": 120.0}
 
 
+@pytest.mark.slow
 def test_baseline_is_the_fp32_onnx_in_onnxruntime(timed_run):
     out, _ = timed_run
     base = load_manifest(out)["latency_baseline"]
@@ -62,6 +64,7 @@ def test_baseline_is_the_fp32_onnx_in_onnxruntime(timed_run):
     assert request["model"] == "../model.onnx" and request["samples"] == "../samples.npz"
 
 
+@pytest.mark.slow
 def test_every_artifact_that_ran_is_measured(timed_run):
     out, _ = timed_run
     m = load_manifest(out)
@@ -85,6 +88,7 @@ def test_every_artifact_that_ran_is_measured(timed_run):
         assert request["settings"] == a["settings"]  # run with the artifact's own settings
 
 
+@pytest.mark.slow
 def test_terminal_and_summary_show_latency(timed_run):
     out, res = timed_run
     m = load_manifest(out)
@@ -98,6 +102,7 @@ def test_terminal_and_summary_show_latency(timed_run):
     assert "**Latency:** batch 2, 3 warm-up + 12 timed runs, each in its own process; baseline onnx fp32" in summary
 
 
+@pytest.mark.slow
 def test_no_latency_leaves_nulls(timed_run, tmp_path):
     out, _ = timed_run
     res = run_cli("build", out / "model.onnx", "-t", "onnxruntime", "-o", tmp_path / "b", "--no-latency", "--json",
@@ -109,6 +114,7 @@ def test_no_latency_leaves_nulls(timed_run, tmp_path):
     assert not (tmp_path / "b" / "latency").exists() and "latency" not in res.stderr
 
 
+@pytest.mark.slow
 def test_run_flag_keeps_the_rest_of_the_recipe(models_file, tmp_path, write_recipe):
     recipe = write_recipe(small_cnn_recipe(
         targets=[{"runtime": "onnxruntime"}],
@@ -122,6 +128,7 @@ def test_run_flag_keeps_the_rest_of_the_recipe(models_file, tmp_path, write_reci
     assert m["latency_baseline"] is None and m["artifacts"][0]["latency"] is None
 
 
+@pytest.mark.slow
 def test_fixed_first_dim_wins_over_the_batch(models_file, tmp_path, write_recipe):
     recipe = write_recipe(small_cnn_recipe(
         inputs=[{"name": "image", "shape": [1, 3, 32, 32]}], samples={"count": 3},
@@ -135,6 +142,7 @@ def test_fixed_first_dim_wins_over_the_batch(models_file, tmp_path, write_recipe
         assert lat["status"] == "measured" and lat["batch"] == 1 and lat["runs"] == 5 and lat["warmup"] == 0
 
 
+@pytest.mark.slow
 def test_garbage_model_gives_an_error_record(timed_run, tmp_path):
     out, _ = timed_run
     bad = tmp_path / "model.onnx"
@@ -146,6 +154,7 @@ def test_garbage_model_gives_an_error_record(timed_run, tmp_path):
 
 
 @pytest.mark.parametrize("artifact, broken", [("onnxruntime_fp32", "model.onnx"), ("openvino_fp32", "model.xml")])
+@pytest.mark.slow
 def test_corrupted_artifact_gives_an_error_record(timed_run, tmp_path, artifact, broken):
     out, _ = timed_run
     record = next(a for a in load_manifest(out)["artifacts"] if a["id"] == artifact)
@@ -160,6 +169,7 @@ def test_corrupted_artifact_gives_an_error_record(timed_run, tmp_path, artifact,
     assert rec.p50_ms is None and rec.runs == 0
 
 
+@pytest.mark.slow
 def test_timeout_gives_an_error_record(timed_run, tmp_path):
     out, _ = timed_run
     rec = measure_latency("slow", samples=out / "samples.npz", workdir=tmp_path / "w", model=out / "model.onnx",
@@ -167,6 +177,7 @@ def test_timeout_gives_an_error_record(timed_run, tmp_path):
     assert rec.status == "error" and rec.reason.startswith("timed out after 0.01 s")
 
 
+@pytest.mark.slow
 def test_missing_samples_gives_an_error_record(timed_run, tmp_path):
     out, _ = timed_run
     rec = measure_latency("nosamples", samples=tmp_path / "none.npz", workdir=tmp_path / "w", model=out / "model.onnx")

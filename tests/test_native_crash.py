@@ -37,6 +37,7 @@ def _run(recipe, cwd, fault: str | None, *extra, kill: bool = False):
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_a_crash_in_one_target_is_reported_and_the_other_targets_still_run(tmp_path, models_file, write_recipe):
     recipe = write_recipe(small_cnn_recipe(targets=TWO_TARGETS))
     res = _run(recipe, tmp_path, "build onnxruntime_fp32", "--json")
@@ -56,6 +57,7 @@ def test_a_crash_in_one_target_is_reported_and_the_other_targets_still_run(tmp_p
 
 
 @pytest.mark.parametrize("stage", ["optimize", "quantize"])
+@pytest.mark.slow
 def test_a_crash_outside_a_target_keeps_a_partial_folder_with_the_stack(tmp_path, models_file, write_recipe, stage):
     targets = TWO_TARGETS + [{"runtime": "onnxruntime", "precision": "fp16"}]
     recipe = write_recipe(small_cnn_recipe(targets=targets))
@@ -77,6 +79,7 @@ def test_a_crash_outside_a_target_keeps_a_partial_folder_with_the_stack(tmp_path
     assert load_manifest(tmp_path / "out")["status"] == "ok" and not partial.exists()
 
 
+@pytest.mark.slow
 def test_a_sigkill_from_outside_is_not_taken_for_the_oom_killer(tmp_path, models_file, write_recipe):
     """`kill -9` of the child (a person, a CI timeout) during a target's build: the cgroup's OOM-kill counter did not
     move, so it is no crash to work around: no second attempt, the partial folder kept, exit 137 as in a shell."""
@@ -96,6 +99,7 @@ def test_a_sigkill_from_outside_is_not_taken_for_the_oom_killer(tmp_path, models
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.staging-*"))
 
 
+@pytest.mark.slow
 def test_without_a_crash_the_supervisor_passes_exit_codes_and_output_through(tmp_path):
     res = subprocess.run([sys.executable, "-m", "convertctl", "build", str(tmp_path / "nope.onnx"), "-t",
                           "onnxruntime", "--json"], capture_output=True, text=True, timeout=120)
@@ -114,6 +118,7 @@ def _chain(order: list[int]):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
+@pytest.mark.slow
 def test_a_graph_out_of_order_is_sorted_saved_checked_and_runs(tmp_path):
     import onnxruntime as ort
 
@@ -126,12 +131,14 @@ def test_a_graph_out_of_order_is_sorted_saved_checked_and_runs(tmp_path):
     np.testing.assert_array_equal(y, np.maximum(x, 0))
 
 
+@pytest.mark.slow
 def test_a_sorted_graph_is_left_as_it_is_and_ties_keep_their_order():
     model = _chain([0, 1, 2])
     before = model.SerializeToString()
     assert sort_graph(model.graph) is False and model.SerializeToString() == before
 
 
+@pytest.mark.slow
 def test_an_if_waits_for_the_values_its_branches_read_from_the_outer_scope():
     # the If's branches read 'a' from the outer scope: the If must come after the Relu that defines it,
     # although the If's own inputs (the condition) are ready first
@@ -148,6 +155,7 @@ def test_an_if_waits_for_the_values_its_branches_read_from_the_outer_scope():
     onnx.checker.check_model(model, full_check=True)
 
 
+@pytest.mark.slow
 def test_a_cycle_is_refused_with_the_nodes_named(tmp_path):
     nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="first"), helper.make_node("Relu", ["a"], ["b"], name="second")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
@@ -157,6 +165,7 @@ def test_a_cycle_is_refused_with_the_nodes_named(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_the_fp16_emission_of_a_transformer_is_sorted_and_checked(tmp_path):
     """onnxruntime.transformers' FP16 converter puts Casts after the nodes that read them on a ViT-like graph
     (Softmax kept in FP32, the decomposed LayerNorm's statistics too): the emission comes out sorted, passes the
@@ -184,6 +193,7 @@ def test_the_fp16_emission_of_a_transformer_is_sorted_and_checked(tmp_path):
     assert np.abs(y - ref).max() < 0.05 * np.abs(ref).max()  # FP16 has 11 significant bits; a wrong graph is far off
 
 
+@pytest.mark.slow
 def test_an_error_outranks_a_gate_failure_in_one_run(tmp_path, models_file, write_recipe):
     # openvino_fp16 fails its gate (max abs error 0 cannot hold in FP16); onnxruntime_fp32 crashes: exit 1
     targets = [{"runtime": "onnxruntime", "precision": "fp32"},

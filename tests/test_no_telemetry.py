@@ -7,9 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import load_manifest, small_cnn_recipe
 
 
+@pytest.mark.slow
 def test_an_openvino_build_writes_no_telemetry_client_id(tmp_path, models_file, write_recipe):
     home = tmp_path / "home"
     home.mkdir()

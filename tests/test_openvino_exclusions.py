@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from convertctl.targets.openvino import ov_ignored_scope
+from convertctl.targets.openvino.target import ov_ignored_scope
 
 from .conftest import REPO
 
@@ -143,6 +143,7 @@ def test_shared_weight_without_other_clues_maps_all_its_layers(tmp_path):
     assert not scope.lost
 
 
+@pytest.mark.corpus
 @pytest.mark.skipif(not PPOCR_DET.exists(), reason="the PP-OCRv4 det corpus model is fetched by `make models`")
 def test_ppocrv4_det_suggested_layers_map():
     """The layers the quantize stage suggests for PP-OCRv4 det (Conv -> Mul -> Add, folded) and all other layers."""
@@ -164,12 +165,14 @@ def test_ppocrv4_det_suggested_layers_map():
         assert kinds[op] == ("GroupConvolution" if groups[name] > 1 else "Convolution"), name
 
 
+@pytest.mark.slow
 def test_build_records_lost_nodes_and_rejects_unknown_ones(tmp_path):
     """Through the NNCF build: a node the conversion lost is recorded as kept INT8, a name not in the ONNX fails."""
     pytest.importorskip("nncf")
     from convertctl.errors import UsageError
     from convertctl.targets.base import BuildContext
-    from convertctl.targets.openvino import TARGET, OpenVINOOptions
+    from convertctl.targets.openvino.options import OpenVINOOptions
+    from convertctl.targets.openvino.target import TARGET
 
     path = _fused_model(tmp_path)
     rng = np.random.default_rng(0)

@@ -23,8 +23,9 @@ from .test_bad_inputs import assert_clean_error
 PADDLE3 = managed_env("paddle") / "bin" / "python"
 LEGACY = managed_env("paddle-legacy") / "bin" / "python"
 PPOCR = REPO / "recipes" / "models" / "ppocr"
-pytestmark = pytest.mark.skipif(not (PADDLE3.exists() and LEGACY.exists()),
-                                reason="the Paddle environments are missing: `make frameworks` builds them")
+pytestmark = [pytest.mark.frameworks,
+              pytest.mark.skipif(not (PADDLE3.exists() and LEGACY.exists()),
+                                 reason="the Paddle environments are missing: `make frameworks` builds them")]
 
 
 def write_model(python: Path, out: Path, fmt: str) -> Path:
@@ -87,6 +88,7 @@ def test_recipe_input_name_that_the_model_lacks(models, tmp_path):
 
 
 # -- the real PP-OCR models (legacy Paddle 2.x format) ------------------------------------------------------
+@pytest.mark.corpus
 @pytest.mark.parametrize("recipe", ["ppocr_det", "ppocr_rec", "ppocr_cls"])
 def test_ppocr_models_convert_and_match_paddle_inference(recipe, tmp_path):
     if not (PPOCR / ".complete").exists():
@@ -105,6 +107,7 @@ def test_ppocr_models_convert_and_match_paddle_inference(recipe, tmp_path):
         assert artifact["status"] == "ok" and all(o["max_abs"] < 1e-4 for o in outputs)
 
 
+@pytest.mark.corpus
 def test_paddle3_stack_on_a_ppocr_model_names_the_operator(tmp_path, monkeypatch):
     """The newest paddlepaddle + paddle2onnx fail on PP-OCRv4 det ("0th elementwise MUST be ir::FloatAttribute"):
     the error names the Paddle operator and points to the legacy stack."""

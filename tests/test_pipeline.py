@@ -35,6 +35,7 @@ def small_run(tmp_path_factory):
     return folder, res
 
 
+@pytest.mark.slow
 def test_run_succeeds_and_json_is_the_manifest(small_run):
     folder, res = small_run
     assert res.code == 0, res.stderr
@@ -46,6 +47,7 @@ def test_run_succeeds_and_json_is_the_manifest(small_run):
     assert [a["id"] for a in on_disk["artifacts"]] == ["openvino_fp32", "openvino_fp16", "onnxruntime_fp32"]
 
 
+@pytest.mark.slow
 def test_every_recorded_file_exists_with_its_hash(small_run):
     folder, _ = small_run
     out = folder / "out"
@@ -59,6 +61,7 @@ def test_every_recorded_file_exists_with_its_hash(small_run):
     assert not list(folder.glob(".out.staging-*")) and not (folder / "out.partial").exists()
 
 
+@pytest.mark.slow
 def test_export_verified_against_pytorch(small_run):
     folder, _ = small_run
     export = load_manifest(folder / "out")["stages"][0]
@@ -70,6 +73,7 @@ def test_export_verified_against_pytorch(small_run):
     assert metrics["cosine"] > 0.99999 and metrics["max_abs"] < 1e-4 and metrics["top1_agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_onnx_has_dynamic_batch_and_runs_at_other_batch_sizes(small_run):
     folder, _ = small_run
     model = onnx.load(str(folder / "out" / "model.onnx"))
@@ -82,6 +86,7 @@ def test_onnx_has_dynamic_batch_and_runs_at_other_batch_sizes(small_run):
         assert y.shape == (n, 10)
 
 
+@pytest.mark.slow
 def test_check_and_optimize_findings(small_run):
     folder, _ = small_run
     stages = {s["name"]: s for s in load_manifest(folder / "out")["stages"]}
@@ -94,6 +99,7 @@ def test_check_and_optimize_findings(small_run):
     assert opt["verification"][0]["passed"] is True
 
 
+@pytest.mark.slow
 def test_openvino_artifacts_record_explicit_precision(small_run):
     folder, _ = small_run
     out = folder / "out"
@@ -112,6 +118,7 @@ def test_openvino_artifacts_record_explicit_precision(small_run):
     assert 0.999 < cos16 <= cos32
 
 
+@pytest.mark.slow
 def test_onnxruntime_artifact_carries_session_options(small_run):
     folder, _ = small_run
     art = folder / "out" / "targets" / "onnxruntime_fp32"
@@ -121,6 +128,7 @@ def test_onnxruntime_artifact_carries_session_options(small_run):
     assert sha256(art / "model.onnx") == sha256(folder / "out" / "model.onnx")
 
 
+@pytest.mark.slow
 def test_summary_is_rendered_from_manifest(small_run):
     folder, _ = small_run
     text = (folder / "out" / "summary.md").read_text()
@@ -129,6 +137,7 @@ def test_summary_is_rendered_from_manifest(small_run):
         assert needle in text
 
 
+@pytest.mark.slow
 def test_onnx_source_passthrough(small_run, tmp_path, write_recipe):
     folder, _ = small_run
     src = folder / "out" / "model.onnx"
@@ -143,6 +152,7 @@ def test_onnx_source_passthrough(small_run, tmp_path, write_recipe):
     assert m["samples"]["shapes"] == {"image": [8, 3, 32, 32]}
 
 
+@pytest.mark.slow
 def test_export_command_with_cli_inputs(models_file, tmp_path):
     res = run_cli("export", f"{models_file}:two_inputs", "--input", "x:batch,6", "--input", "y:batch,3",
                   "-o", tmp_path / "e", "--json")
@@ -155,6 +165,7 @@ def test_export_command_with_cli_inputs(models_file, tmp_path):
     assert [i.name for i in model.graph.input] == ["x", "y"]
 
 
+@pytest.mark.slow
 def test_legacy_exporter_fallback_is_recorded(models_file, tmp_path, write_recipe):
     recipe = write_recipe({
         "name": "branchy", "source": {"framework": "pytorch", "factory": "models.py:branchy"},
@@ -169,6 +180,7 @@ def test_legacy_exporter_fallback_is_recorded(models_file, tmp_path, write_recip
     assert "fell back" in res.stderr  # said on the terminal, not only in the manifest
 
 
+@pytest.mark.slow
 def test_state_dict_and_torchscript_sources(models_file, tmp_path, write_recipe):
     import subprocess
     import sys
@@ -192,6 +204,7 @@ def test_state_dict_and_torchscript_sources(models_file, tmp_path, write_recipe)
         assert sources[weights] == sha256(tmp_path / weights)
 
 
+@pytest.mark.slow
 def test_rerun_replaces_previous_output(small_run, tmp_path):
     folder, _ = small_run
     src = folder / "out" / "model.onnx"
@@ -202,6 +215,7 @@ def test_rerun_replaces_previous_output(small_run, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # no staging or old folders left behind
 
 
+@pytest.mark.slow
 def test_external_data_through_every_stage(models_file, tmp_path, write_recipe):
     """Weights in model.onnx.data (what >2 GB models need) survive export, optimize and both targets."""
     recipe = write_recipe(small_cnn_recipe(export={"external_data": "always"}))
@@ -218,6 +232,7 @@ def test_external_data_through_every_stage(models_file, tmp_path, write_recipe):
     assert all(a["status"] == "ok" for a in m["artifacts"])
 
 
+@pytest.mark.slow
 def test_flags_change_one_key_of_a_recipe_section(models_file, tmp_path, write_recipe):
     recipe = write_recipe(small_cnn_recipe(export={"exporter": "legacy", "output_names": ["scores"]}))
     res = run_cli("export", recipe, "--opset", "17", "-o", tmp_path / "x", "--json")
@@ -227,6 +242,7 @@ def test_flags_change_one_key_of_a_recipe_section(models_file, tmp_path, write_r
     assert list(export["verification"][0]["outputs"]) == ["scores"]
 
 
+@pytest.mark.slow
 def test_fixed_batch_model_is_verified_in_chunks(models_file, tmp_path, write_recipe):
     recipe = write_recipe(small_cnn_recipe(inputs=[{"name": "image", "shape": [1, 3, 32, 32]}], samples={"count": 3},
                                            targets=[{"runtime": "openvino"}, {"runtime": "onnxruntime"}]))

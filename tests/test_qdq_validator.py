@@ -16,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from convertctl.errors import SourceModelError
-from convertctl.quantize.qdq_validator import (
+from convertctl.targets.tensorrt.qdq_validator import (
     ERROR,
     MODEL,
     WARNING,
@@ -122,7 +122,7 @@ def test_path_input_and_missing_file(tmp_path):
 
 
 def test_module_import_does_not_import_onnx():
-    code = "import sys, convertctl.quantize.qdq_validator; print('onnx' in sys.modules)"
+    code = "import sys, convertctl.targets.tensorrt.qdq_validator; print('onnx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

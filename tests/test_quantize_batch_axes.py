@@ -414,6 +414,7 @@ def test_the_fixed_batch_vad_matches_the_dynamic_one(vad_runs, folder):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fixed_batch_2_image_model_quantizes_for_every_target(folder, tmp_path):
     """The CLI alone, real images: 304 views, 61 held out (odd: the last run is padded), 100 calibration samples
     fed 2 at a time to ONNX Runtime's calibrator and to NNCF."""

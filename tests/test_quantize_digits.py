@@ -132,6 +132,7 @@ def _exact_qdq_arithmetic(out, qdq):
     return cosine, float(np.mean(ref.argmax(axis=1) == act.argmax(axis=1)))
 
 
+@pytest.mark.slow
 def test_run_passes_every_gate(digits_run):
     folder, res = digits_run
     assert res.code == 0, res.stderr
@@ -140,6 +141,7 @@ def test_run_passes_every_gate(digits_run):
     assert "held-out" in m["samples"]["description"] and m["samples"]["shapes"]["image"][0] >= 500
 
 
+@pytest.mark.slow
 def test_int8_loses_at_most_half_a_point(digits_run):
     folder, _ = digits_run
     arts = {a["id"]: a for a in load_manifest(folder / "out")["artifacts"]}
@@ -156,6 +158,7 @@ def test_int8_loses_at_most_half_a_point(digits_run):
     assert arts["onnxruntime_fp16"]["accuracy"]["top1_drop"] == 0.0
 
 
+@pytest.mark.slow
 def test_emitted_qdq_arithmetic_is_close_to_fp32(digits_run):
     """The quantization itself, tightly, on any CPU: both emitted Q/DQ forms computed without INT8 kernels."""
     folder, _ = digits_run
@@ -165,6 +168,7 @@ def test_emitted_qdq_arithmetic_is_close_to_fp32(digits_run):
         assert cosine > 0.999 and agreement >= 0.995, (form, cosine, agreement)  # measured 0.99987, 1.0
 
 
+@pytest.mark.slow
 def test_quantize_stage_records_table_emissions_and_layers(digits_run):
     folder, _ = digits_run
     stage = next(s for s in load_manifest(folder / "out")["stages"] if s["name"] == "quantize")
@@ -178,6 +182,7 @@ def test_quantize_stage_records_table_emissions_and_layers(digits_run):
     assert [r["introduced_db"] for r in layers] == sorted((r["introduced_db"] for r in layers), reverse=True)
 
 
+@pytest.mark.slow
 def test_calibration_table_is_reused_then_invalidated(digits_run, tmp_path):
     folder, _ = digits_run
     again = run_cli("run", folder / "recipe.yaml", "-o", tmp_path / "again", "--json")
@@ -193,6 +198,7 @@ def test_calibration_table_is_reused_then_invalidated(digits_run, tmp_path):
     assert calib["reused"] is False and "calibration data changed" in calib["invalidated"]
 
 
+@pytest.mark.slow
 def test_quantize_command_on_onnx_with_tensor_calibration(digits_run, tmp_path):
     folder, _ = digits_run
     # a recipe for the gates only (INT8_GATE, not the default 0.99 cosine that ONNX Runtime's INT8 kernels miss
@@ -213,6 +219,7 @@ def test_quantize_command_on_onnx_with_tensor_calibration(digits_run, tmp_path):
     assert (tmp_path / "q" / "quantize" / "calibration.json").exists()
 
 
+@pytest.mark.slow
 def test_html_report_is_self_contained_and_shows_layers(digits_run):
     folder, _ = digits_run
     html = (folder / "out" / "report.html").read_text()
@@ -224,6 +231,7 @@ def test_html_report_is_self_contained_and_shows_layers(digits_run):
         assert f"<td>{art}</td>" in html
 
 
+@pytest.mark.slow
 def test_exclusions_reach_nncf_and_qdq(digits_run, tmp_path):
     folder, _ = digits_run
     recipe = yaml.safe_load((folder / "recipe.yaml").read_text())
@@ -243,6 +251,7 @@ def test_exclusions_reach_nncf_and_qdq(digits_run, tmp_path):
     assert not conv.input[1].endswith("_DequantizeLinear_Output")  # its weight stayed float
 
 
+@pytest.mark.slow
 def test_excluded_layer_stays_float_in_onnxruntime(digits_run, tmp_path):
     """A layer excluded between quantized ones must stay float in the session ONNX Runtime builds:
     its WeightBiasQuantization optimizer would otherwise quantize the float weight per tensor."""

@@ -59,6 +59,7 @@ def _fp32_values(out, tensors: list[str]) -> dict[str, np.ndarray]:
     return {t: np.asarray(values[t] if t in values else feeds[t], np.float32).ravel() for t in tensors}
 
 
+@pytest.mark.slow
 def test_histograms_equal_a_direct_computation(run):
     out, _ = run
     doc = json.loads((out / "quantize" / "histograms.json").read_text())
@@ -94,6 +95,7 @@ def test_histograms_equal_a_direct_computation(run):
     assert any(h["clipped_fraction"] > 0 for h in doc["layers"])  # percentile 99.9 really clips
 
 
+@pytest.mark.slow
 def test_quantize_stage_records_histograms(run):
     out, manifest = run
     stage = next(s for s in manifest.stages if s.name == "quantize")
@@ -105,6 +107,7 @@ def test_quantize_stage_records_histograms(run):
                                  for h in doc["layers"]]
 
 
+@pytest.mark.slow
 def test_report_json_validates_and_equals_the_manifest(run):
     out, manifest = run
     report = Report.model_validate_json((out / "report.json").read_text())
@@ -147,6 +150,7 @@ def test_report_json_validates_and_equals_the_manifest(run):
     assert [h.clipped_fraction for h in bare.histograms] == [h.clipped_fraction for h in report.histograms]
 
 
+@pytest.mark.slow
 def test_report_md_is_the_summary_and_fits_a_job_page(run):
     out, _ = run
     md = (out / "report.md").read_text()
@@ -156,6 +160,7 @@ def test_report_md_is_the_summary_and_fits_a_job_page(run):
     assert "<svg" not in md and "counts" not in md
 
 
+@pytest.mark.slow
 def test_html_shows_histograms_and_stays_self_contained(run):
     out, manifest = run
     html = (out / "report.html").read_text()
@@ -179,6 +184,7 @@ def _latency(of: str, p50: float, speedup: float | None) -> LatencyRecord:
                          "onnx fp32 (onnxruntime)")
 
 
+@pytest.mark.slow
 def test_latency_bars(run):
     out, manifest = run
     m = manifest.model_copy(deep=True)

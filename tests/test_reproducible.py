@@ -51,6 +51,7 @@ def two_runs(tmp_path_factory):
     return root, outs
 
 
+@pytest.mark.slow
 def test_artifacts_are_byte_identical_across_runs(two_runs):
     _, (a, b) = two_runs
     for name in ARTIFACTS:
@@ -62,6 +63,7 @@ def test_artifacts_are_byte_identical_across_runs(two_runs):
     assert not load_manifest(a)["stages"][3]["details"]["calibration"]["reused"]  # really computed twice
 
 
+@pytest.mark.slow
 def test_no_staging_path_or_timestamp_inside_artifacts(two_runs):
     _, (a, _) = two_runs
     for name in ("targets/openvino_fp32/model.xml", "targets/openvino_int8/model.xml", "check/check.json"):
@@ -69,6 +71,7 @@ def test_no_staging_path_or_timestamp_inside_artifacts(two_runs):
         assert ".staging-" not in text and not re.search(r"20\d\d-\d\d-\d\dT\d\d:\d\d", text), name
 
 
+@pytest.mark.slow
 def test_environment_fingerprint(two_runs):
     _, (a, b) = two_runs
     env_a, env_b = load_manifest(a)["environment"], load_manifest(b)["environment"]
@@ -77,6 +80,7 @@ def test_environment_fingerprint(two_runs):
     assert {"onnxruntime", "openvino", "torch", "onnx"} <= set(env_a["packages"])
 
 
+@pytest.mark.slow
 def test_github_step_summary_gets_each_runs_summary(two_runs):
     root, (a, _) = two_runs
     page = (root / "step_summary.md").read_text()

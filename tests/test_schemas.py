@@ -32,6 +32,7 @@ def test_a_model_change_needs_a_schema_version_bump(file):
     assert all(tuple(int(p) for p in v.split(".")) <= (major, minor, patch) for v in registry)
 
 
+@pytest.mark.slow
 def test_real_manifest_and_report_validate(models_file, write_recipe, tmp_path):
     recipe = write_recipe(small_cnn_recipe(targets=[{"runtime": "onnxruntime"}]))
     res = run_cli("run", recipe)

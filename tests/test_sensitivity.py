@@ -70,6 +70,7 @@ def _assert_same_as_emitted(fp32_path, qdq_path, expected_layers: set[str], redu
         np.testing.assert_array_equal(mine, theirs, err_msg=name)
 
 
+@pytest.mark.slow
 def test_fake_quantization_equals_the_emitted_weights(run, tmp_path):
     layers = {"node_Conv_28", "node_Conv_30", "node_linear"}  # Conv_29 excluded; Linear -> Gemm (transB=1)
     _assert_same_as_emitted(run / "model.onnx", run / "quantize" / "model.qdq_u8s8.onnx", layers)
@@ -122,6 +123,7 @@ def test_channel_axes_of_convtranspose_gemm_and_matmul(tmp_path):
     assert axes == {"ct": 1, "gemm": 1, "gemm_t": 0, "matmul": 1}
 
 
+@pytest.mark.slow
 def test_stage_writes_a_sorted_ranking_without_excluded_layers(run):
     rows = json.loads((run / "quantize" / "sensitivity.json").read_text())
     qdq = run / "quantize" / "model.qdq_u8s8.onnx"
@@ -143,6 +145,7 @@ def test_stage_writes_a_sorted_ranking_without_excluded_layers(run):
     assert html.count('<rect class="sens"') == len(rows) and "only this layer's weights in INT8" in html
 
 
+@pytest.mark.slow
 def test_same_numbers_from_the_emitted_weights(run):
     """With `qdq` the layers and weights come from the Q/DQ model; here they equal the computed ones."""
     feeds = dict(np.load(run / "samples.npz"))
@@ -155,6 +158,7 @@ def test_same_numbers_from_the_emitted_weights(run):
     assert [r["sqnr_db"] for r in b] == pytest.approx([r["sqnr_db"] for r in a], abs=1e-2)
 
 
+@pytest.mark.slow
 def test_an_outlier_channel_ranks_first(run, tmp_path):
     """An outlier weight 1000x its output channel's largest, on an input the model makes exactly zero: the FP32
     outputs do not move at all, but INT8 zeroes the channel's other weights, so its whole output is lost.

@@ -33,6 +33,7 @@ def torch_files(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name, extra", [("model.jit", []), ("weights.bin", ["--framework", "pytorch"])])
+@pytest.mark.slow
 def test_torchscript_is_recognised_by_content_whatever_its_name(torch_files, tmp_path, name, extra):
     res = run_cli("export", torch_files / name, "--input", "x:1,3,16,16", "-o", tmp_path / "o", *extra)
     assert res.code == 0, res.stderr
@@ -56,6 +57,7 @@ def test_check_on_a_pytorch_file_points_at_export(torch_files, name, what):
     assert "convertctl export" in res.stderr
 
 
+@pytest.mark.slow
 def test_quantize_with_a_recipe_takes_a_torchscript_model(torch_files, tmp_path, write_recipe):
     recipe = write_recipe({"name": "tiny", "source": {"framework": "onnx", "path": "unused.onnx"},
                            "inputs": [{"name": "x", "shape": ["batch", 3, 16, 16]}], "output": "out"})

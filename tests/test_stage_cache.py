@@ -49,6 +49,7 @@ def sha(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_stage_and_a_change_reruns_exactly_what_it_affects(cached):
     root, write = cached
     recipe = write(recipe_data())
@@ -76,6 +77,7 @@ def test_rerun_reuses_every_stage_and_a_change_reruns_exactly_what_it_affects(ca
                      "onnxruntime_fp32": True, "onnxruntime_int8": False, "openvino_fp32": True}
 
 
+@pytest.mark.slow
 def test_corrupted_entry_is_detected_by_hash_and_rebuilt(cached):
     root, write = cached
     recipe = write(recipe_data())
@@ -95,6 +97,7 @@ def test_corrupted_entry_is_detected_by_hash_and_rebuilt(cached):
     assert hits(manifest)["quantize"] is True and sha(root / "a" / "model.onnx") == sha(root / "b" / "model.onnx")
 
 
+@pytest.mark.slow
 def test_a_run_killed_halfway_leaves_nothing_trusted(cached):
     root, write = cached
     recipe = write(recipe_data())
@@ -124,6 +127,7 @@ def test_a_run_killed_halfway_leaves_nothing_trusted(cached):
         assert not half.exists()
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_compute_each_stage_once(cached):
     root, write = cached
     recipe = write(recipe_data())
@@ -139,6 +143,7 @@ def test_two_concurrent_runs_compute_each_stage_once(cached):
         assert sorted([one[name], two[name]]) == [False, True], name
 
 
+@pytest.mark.slow
 def test_cache_folder_flag_and_no_cache(cached):
     root, write = cached
     recipe = write(small_cnn_recipe(targets=[{"runtime": "onnxruntime"}]))

@@ -23,12 +23,12 @@ import yaml
 
 from convertctl.errors import MissingDependencyError, UsageError
 from convertctl.recipe import load_recipe
-from convertctl.trt.kit import check_qdq_for_tensorrt, graph_precision
-from convertctl.trt.options import TensorRTOptions
-from convertctl.trt.profiles import compute_profiles
-from convertctl.trt.runner import EngineMismatchError, check_engine_here
-from convertctl.trt.trtexec import bench_argv, shell_line, trtexec_argv
-from convertctl.trt.version import api_major, explicit_strong_typing, weak_typing_available
+from convertctl.targets.tensorrt.kit import check_qdq_for_tensorrt, graph_precision
+from convertctl.targets.tensorrt.options import TensorRTOptions
+from convertctl.targets.tensorrt.profiles import compute_profiles
+from convertctl.targets.tensorrt.runner import EngineMismatchError, check_engine_here
+from convertctl.targets.tensorrt.trtexec import bench_argv, shell_line, trtexec_argv
+from convertctl.targets.tensorrt.version import api_major, explicit_strong_typing, weak_typing_available
 
 from .conftest import SMALL_MODELS, load_manifest, run_cli
 
@@ -168,6 +168,7 @@ def kit_run(tmp_path_factory):
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT")
+@pytest.mark.slow
 def test_without_tensorrt_every_target_is_skipped_never_ok(kit_run):
     root, result = kit_run
     assert result.code == 4, result.stderr  # trt_weak's Q/DQ ONNX fails its gate (below)
@@ -196,6 +197,7 @@ def test_without_tensorrt_every_target_is_skipped_never_ok(kit_run):
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT")
+@pytest.mark.slow
 def test_kits_hold_the_emitted_onnx_the_profile_and_both_trtexec_lines(kit_run):
     root, _ = kit_run
     out = root / "out"
@@ -237,6 +239,7 @@ def test_kits_hold_the_emitted_onnx_the_profile_and_both_trtexec_lines(kit_run):
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT")
+@pytest.mark.slow
 def test_kit_recipe_rebuilds_the_same_onnx_with_the_same_profile(kit_run, tmp_path):
     root, _ = kit_run
     kit_dir = root / "out" / "targets" / "tensorrt_int8"
@@ -272,6 +275,7 @@ def test_onnx_runtime_u8s8_qdq_is_refused_for_tensorrt(tmp_path):
     assert "u8.onnx breaks TensorRT's Q/DQ rules" in err.value.message and "symmetric S8" in err.value.hint
 
 
+@pytest.mark.slow
 def test_cli_build_of_a_qdq_onnx_without_tensorrt_leaves_an_int8_kit(kit_run, tmp_path):
     root, _ = kit_run
     qdq = root / "out" / "quantize" / "model.qdq_s8.onnx"
@@ -304,7 +308,7 @@ def test_gpu_query_reports_cuda_s_own_reason():
     """cuda-python is installed here (make install): with no NVIDIA driver the query fails with CUDA's reason."""
     if importlib.util.find_spec("cuda") is None:
         pytest.skip("cuda-python is not installed")
-    from convertctl.trt.cuda_device import CudaError, gpu_info
+    from convertctl.targets.tensorrt.cuda_device import CudaError, gpu_info
 
     try:
         info = gpu_info(0)
@@ -358,6 +362,7 @@ def test_a_file_that_is_not_an_engine_is_named(tmp_path):
 
 # -- with TensorRT (a GPU machine): real engines ----------------------------------------------------------
 @NEEDS_TRT
+@pytest.mark.slow
 def test_engines_are_built_verified_and_described(kit_run):
     import tensorrt as trt
 
@@ -386,6 +391,7 @@ def test_engines_are_built_verified_and_described(kit_run):
 
 
 @NEEDS_TRT
+@pytest.mark.slow
 def test_timing_cache_is_reused_and_the_runner_enforces_the_profile(kit_run, tmp_path):
     from convertctl.targets import registry
 

@@ -18,9 +18,10 @@ from convertctl.errors import EXIT_USAGE
 from .conftest import REPO, load_manifest, run_cli
 from .test_bad_inputs import assert_clean_error
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
-                                importlib.util.find_spec("tf2onnx") is None,
-                                reason="tensorflow/tf2onnx are not installed: pip install 'convertctl[tf]'")
+pytestmark = [pytest.mark.slow,  # a TensorFlow child per export, 5-12 s each
+              pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or
+                                 importlib.util.find_spec("tf2onnx") is None,
+                                 reason="tensorflow/tf2onnx are not installed: pip install 'convertctl[tf]'")]
 KINDS = ("functional", "sequential", "saved_model", "h5_legacy", "no_signature")
 
 

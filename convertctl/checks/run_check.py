@@ -2,35 +2,25 @@
 
 Model-level findings (checks/model_facts.py: dtypes, dynamic dims, size, checker complaints) apply to
 every target and are merged into each target's report: a "conditional" finding makes the target at
-least conditional. Node-level "unknown operator" findings are not merged: every target checker judges
-every node itself (ONNX Runtime and OpenVINO by asking the runtime, which may well know a custom
-operator such as com.microsoft's), so its own verdict on that node stands.
+least conditional. Node-level "unknown operator" findings are not merged: every target's judge
+(`Target.check`, in its package under convertctl/targets/) judges every node itself (often by asking the
+runtime, which may well know a custom operator such as com.microsoft's), so its own verdict on that node stands.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 
 from convertctl.checks.verdicts import CheckReport, NodeVerdict, TargetReport, roll_up, worst
 from convertctl.errors import UsageError
 
-KNOWN_TARGETS = ("onnxruntime", "openvino", "tensorrt")
-
 
 def _checker(target: str):
-    """The target's check function, or None when its module is not part of this build."""
-    module_name = {"onnxruntime": "convertctl.checks.onnxruntime_check",
-                   "openvino": "convertctl.checks.openvino_check",
-                   "tensorrt": "convertctl.checks.tensorrt_check"}[target]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    return getattr(module, f"check_{target}", None)
+    """The target's judge (`Target.check`, which imports what it needs when called), or None when it has none."""
+    from convertctl.targets import registry
+
+    return registry.get(target).check
 
 
 def _no_checker_report(facts, target: str) -> TargetReport:
@@ -68,14 +58,17 @@ def _merge(report: TargetReport, findings: list[NodeVerdict], facts) -> TargetRe
 
 def check_model(path: Path, targets: list[str], dim_ranges: dict[str, tuple[int, int, int]] | None = None,
                 inputs=None) -> CheckReport:
-    """Judge the ONNX model at `path` for each target (onnxruntime, openvino, tensorrt). `dim_ranges`: (min, opt,
+    """Judge the ONNX model at `path` for each target (default: every registered one). `dim_ranges`: (min, opt,
     max) per dim name; `inputs`: the recipe's input specs, whose shapes may name the model's dynamic dims
     differently or fix them (model_facts.input_specs): the check then names them as the recipe does."""
+    from convertctl.targets.registry import target_names
+
+    known = target_names()
     wanted = []
-    for t in targets or KNOWN_TARGETS:
+    for t in targets or known:
         name = str(t).strip().lower()
-        if name not in KNOWN_TARGETS:
-            raise UsageError(f"unknown target {t!r}: known targets are {', '.join(KNOWN_TARGETS)}")
+        if name not in known:
+            raise UsageError(f"unknown target {t!r}: known targets are {', '.join(known)}")
         if name not in wanted:
             wanted.append(name)
     start = time.perf_counter()

@@ -1,6 +1,6 @@
 """What `convertctl check` says about a model and a target: one verdict per node, rolled up per operator.
 
-Every target checker (checks/onnxruntime_check.py, checks/openvino_check.py, checks/tensorrt_check.py)
+Every target's checker (its judge: `Target.check`, in targets/<name>/check.py)
 returns a `TargetReport`; checks/model_facts.py adds the findings that hold for every target (opset, IR,
 dtypes, dynamic dims, size, checker errors). The CLI and the pipeline only read these models.
 """
@@ -46,7 +46,7 @@ class OpVerdict(BaseModel):
 
 
 class TargetReport(BaseModel):
-    target: str  # onnxruntime | openvino | tensorrt
+    target: str  # a target's name (convertctl/targets/<name>/)
     version: str | None  # the runtime's installed version, or the support table's version range
     judged_by: str  # e.g. "onnxruntime 1.31.1 session", "openvino 2026.4.1 ONNX frontend + CPU query_model",
     #                 "support table tensorrt_support.yaml (TensorRT 10.x/11.x, 2026-11-21)"
@@ -91,3 +91,15 @@ def roll_up(nodes: list[NodeVerdict], op_counts: dict[tuple[str, str], int], ops
                               verdict=verdict, reasons=reasons, suggestion=suggestion,
                               nodes=list(dict.fromkeys(n.node for n in mine if n.verdict != "supported"))))
     return rows
+
+
+def not_installed_report(facts, target: str, extra: str, module: str) -> TargetReport:
+    """Every node "unknown" because the runtime that would judge it is not installed (`facts`: ModelFacts)."""
+    from convertctl.errors import install_hint
+
+    reason = f"unknown: {module} not installed ({install_hint(extra)})"
+    nodes = [NodeVerdict(node=name, op_type=node.op_type, domain="" if node.domain in ("", "ai.onnx") else node.domain,
+                         verdict="unknown", reason=reason, source=facts.sources.get(name)) for name, node in facts.nodes]
+    nodes.append(NodeVerdict(node="", op_type="", verdict="unknown", reason=reason))
+    return TargetReport(target=target, version=None, judged_by=f"nothing: {module} is not installed",
+                        verdict="unknown", nodes=nodes, notes=[reason])

@@ -13,13 +13,14 @@ from convertctl import __version__
 from convertctl.cli import state
 from convertctl.errors import EXIT_INTERNAL, EXIT_USAGE, ConvertctlError
 
-# name -> (module, attribute, one-line help). The help is here so listing commands imports nothing.
+# name -> (module, attribute, one-line help). The help is here so listing commands imports nothing; `{targets}`
+# is filled in with the registered targets' names (targets/registry.py lists their packages, importing none).
 COMMANDS = {
     "run": ("convertctl.cli.run", "run", "Run a recipe end to end: export, check, optimize, build, verify, time."),
     "export": ("convertctl.cli.export", "export", "Export a model to ONNX and verify it against the source."),
-    "check": ("convertctl.cli.check", "check", "Check operator support on each target (onnxruntime, openvino, tensorrt)."),
+    "check": ("convertctl.cli.check", "check", "Check operator support on each target ({targets})."),
     "optimize": ("convertctl.cli.optimize", "optimize", "Simplify an ONNX model; roll back if outputs change."),
-    "build": ("convertctl.cli.build", "build", "Build target artifacts (openvino, onnxruntime, tensorrt) and verify them."),
+    "build": ("convertctl.cli.build", "build", "Build target artifacts ({targets}) and verify them."),
     "quantize": ("convertctl.cli.quantize", "quantize", "INT8/FP16 for every target from one calibration, with reports."),
     "recipe": ("convertctl.cli.recipe", "recipe", "Validate a recipe, or write a commented template."),
     "targets": ("convertctl.cli.targets", "targets", "List the targets, their precisions and whether installed."),
@@ -27,6 +28,13 @@ COMMANDS = {
     "plan": ("convertctl.cli.plan", "plan", "A CI build matrix (one job per recipe x target) for GitHub or GitLab."),
     "merge": ("convertctl.cli.merge", "merge", "Collect the jobs' manifests into one release index and report."),
 }
+
+
+def with_targets(text: str) -> str:
+    """A help text with `{targets}` replaced by the targets' names: help lists what is registered, never a copy."""
+    from convertctl.targets.registry import target_names
+
+    return text.replace("{targets}", ", ".join(target_names()))
 
 
 class LazyGroup(click.Group):
@@ -39,8 +47,12 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
+    def format_help_text(self, ctx, formatter):
+        self.help = with_targets(self.help or "")
+        super().format_help_text(ctx, formatter)
+
     def format_commands(self, ctx, formatter):
-        rows = [(name, help_) for name, (_, _, help_) in COMMANDS.items()]
+        rows = [(name, with_targets(help_)) for name, (_, _, help_) in COMMANDS.items()]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
@@ -51,7 +63,7 @@ class LazyGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
 @click.option("--json", "json_output", is_flag=True, help="Machine-readable result on stdout; logs on stderr.")
 def cli(verbose, quiet, json_output):
-    """convertctl: trained models to verified ONNX, OpenVINO, ONNX Runtime and TensorRT artifacts.
+    """convertctl: trained models to verified ONNX and deployable artifacts for each target ({targets}).
 
     \b
     Quick start:
@@ -99,7 +111,10 @@ def _interrupted(signum: int, argv) -> None:
     sys.exit(code)
 
 
-def main(argv=None) -> None:
+def main(argv=None, *, supervised: bool = True) -> None:
+    """The `convertctl` entry point. `supervised=False` runs the command in this process even where it would
+    load runtimes in a supervised child (convertctl/supervisor.py): for callers that embed the CLI, as the
+    in-process runner of the tests does."""
     from convertctl import processes, supervisor
 
     # convertctl sends nothing anywhere. OpenVINO's convert_model and NNCF send usage telemetry unless they see
@@ -107,8 +122,9 @@ def main(argv=None) -> None:
     # also took numpy's OpenBLAS threads with it and made later np.linalg calls spin forever.
     os.environ["CI"] = "true"
 
-    if supervisor.wanted(sys.argv[1:] if argv is None else list(argv)):  # runtimes load in a child (supervisor.py)
-        sys.exit(supervisor.supervise(sys.argv[1:] if argv is None else list(argv)))
+    words = sys.argv[1:] if argv is None else list(argv)
+    if supervised and supervisor.wanted(words):  # runtimes load in a child (supervisor.py)
+        sys.exit(supervisor.supervise(words))
     supervisor.enter_child()
     processes.install_signal_handlers()
     try:

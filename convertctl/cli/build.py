@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import click
 
+from convertctl.cli import with_targets
 from convertctl.cli.common import (
     cache_options,
     common_options,
@@ -18,7 +19,7 @@ from convertctl.errors import UsageError
 @click.command("build")
 @click.argument("model")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
-              help="Target runtime: openvino, onnxruntime, tensorrt (repeatable; see `convertctl targets`).")
+              help=with_targets("Target runtime: {targets} (repeatable; see `convertctl targets`)."))
 @click.option("-p", "--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
               help="Precision(s) to build (default fp32; repeatable; int8 needs calibration: see `quantize`).")
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
@@ -31,7 +32,7 @@ from convertctl.errors import UsageError
 def build(model, targets, precisions, output, no_optimize, inputs, dims, no_latency):
     """Build MODEL (ONNX or recipe) for each --target; verify and time every artifact in its runtime.
 
-    Example: convertctl build model.onnx --target openvino --target onnxruntime -o out/m
+    Example: convertctl build model.onnx --target onnxruntime -o out/m (`convertctl targets` lists the targets)
     """
     from convertctl.targets import registry
 
@@ -45,9 +46,10 @@ def build(model, targets, precisions, output, no_optimize, inputs, dims, no_late
                                      hint=f"{name} builds: {', '.join(target.precisions)}")
         overrides["targets"] = [{"runtime": t, "precision": p} for t in targets for p in (precisions or ("fp32",))]
     elif precisions:
-        raise UsageError("--precision needs --target", hint="e.g. --target openvino --precision fp16")
+        raise UsageError("--precision needs --target", hint="e.g. --target onnxruntime --precision fp16")
     elif not is_recipe(model):
-        raise UsageError("no target given", hint="add --target openvino, --target onnxruntime and/or --target tensorrt")
+        *others, last = [f"--target {n}" for n in registry.target_names()]
+        raise UsageError("no target given", hint=f"add {', '.join(others)} and/or {last}")
     stages = ["export", "check", "build"] if no_optimize else ["export", "check", "optimize", "build"]
     recipe, sha, path = load_job(model, stages=stages, inputs=inputs, overrides=overrides, dims=dims)
     execute(recipe, sha, path, output)

@@ -1,7 +1,7 @@
 """`convertctl check`: operator, dtype and shape support of one ONNX model on every target, before any build.
 
-The verdicts come from convertctl.checks.run_check (the real ONNX Runtime and OpenVINO, TensorRT's
-support table); this file only gathers the job (a model file, or a recipe exported first), renders the
+The verdicts come from convertctl.checks.run_check (each target's judge: the runtime itself, or the
+target's support table); this file only gathers the job (a model file, or a recipe exported first), renders the
 report (a table on stderr, JSON on stdout, check.json + check.md in a folder) and picks the exit code.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from convertctl.cli import state
+from convertctl.cli import state, with_targets
 from convertctl.cli.common import common_options, is_recipe
 from convertctl.errors import (
     EXIT_OK,
@@ -28,8 +28,8 @@ VERDICT_STYLE = {"supported": "green", "conditional": "yellow", "unsupported": "
 @click.command("check")
 @click.argument("model")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
-              help="Target to check against: onnxruntime, openvino, tensorrt (repeatable; default for a recipe: "
-                   "its targets' runtimes).")
+              help=with_targets("Target to check against: {targets} (repeatable; default for a recipe: "
+                                "its targets' runtimes)."))
 @click.option("--dim", "dims", multiple=True, metavar="NAME=MIN:OPT:MAX",
               help="Range of a symbolic dim, e.g. batch=1:4:16 (or batch=1:16, x_2=640), under the names the "
                    "check lists (an unnamed dim: batch at axis 0, else <input>_<axis>); wins over the recipe's `dims`.")
@@ -42,10 +42,11 @@ def check(model, targets, dims, output):
     \b
     MODEL is an ONNX file (give --target), or a recipe (.yaml): a PyTorch source is exported first,
     and every target runtime of the recipe is checked with the recipe's `dims` as ranges.
-    ONNX Runtime and OpenVINO are asked directly (per node); TensorRT is judged by its support table.
+    Each target is judged by its own checker: the runtime itself (per node) where it can answer, else the
+    target's support table.
     Exit codes: 0 no target rejects the model (conditional/unknown verdicts print a warning),
     3 a requested target has an unsupported operator, 2 usage errors or an invalid model.
-    Example: convertctl check model.onnx -t tensorrt -t openvino -t onnxruntime
+    Example: convertctl check model.onnx -t onnxruntime (`convertctl targets` lists the targets)
     """
     from convertctl.data.dims import parse_dim_option
 
@@ -58,13 +59,14 @@ def check(model, targets, dims, output):
 
 
 def _target_names(given) -> list[str]:
-    # TensorRT is judged by its support table, and also by its own ONNX parser where `tensorrt` is installed
-    from convertctl.checks.run_check import KNOWN_TARGETS
+    # every registered target: its judge, or the "no checker" report when it has none (checks/run_check.py)
+    from convertctl.targets.registry import target_names
 
+    known = target_names()
     names = []
     for name in given:
-        if name not in KNOWN_TARGETS:
-            raise UsageError(f"unknown target {name!r}", hint=f"`check` knows: {', '.join(KNOWN_TARGETS)}")
+        if name not in known:
+            raise UsageError(f"unknown target {name!r}", hint=f"`check` knows: {', '.join(known)}")
         if name not in names:
             names.append(name)
     return names
@@ -73,7 +75,7 @@ def _target_names(given) -> list[str]:
 def _check_model_file(model: str, names: list[str], ranges: dict, output: str | None) -> None:
     path = Path(model)
     if not names:
-        raise UsageError("no target given", hint="add --target NAME (one or more of: onnxruntime, openvino, tensorrt)")
+        raise UsageError("no target given", hint=with_targets("add --target NAME (one or more of: {targets})"))
     if not path.exists():
         raise SourceModelError(f"model file not found: {path}")
     what = _not_onnx(path)
@@ -92,8 +94,9 @@ def _check_model_file(model: str, names: list[str], ranges: dict, output: str | 
 
 def _not_onnx(path: Path) -> str | None:
     """What a file given to `check` is when it is another framework's model (by content, then by name)."""
-    from convertctl.cli.common import TORCH_SUFFIXES, torch_kind
+    from convertctl.cli.common import torch_kind
     from convertctl.frontends.formats import looks_like_model
+    from convertctl.frontends.pytorch.source import TORCH_SUFFIXES
 
     if path.is_dir():  # a SavedModel or a Paddle model folder: `export` takes it
         from convertctl.errors import ConvertctlError

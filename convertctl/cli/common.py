@@ -122,56 +122,22 @@ def _parse_dim(text: str, index: int, dim: str) -> int | str:
     return value
 
 
-def looks_like_model(source: str) -> bool:
-    from convertctl.frontends.formats import looks_like_model as paddle_or_tf
-
-    return paddle_or_tf(source)
-
-
-TORCH_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
-
-
 def torch_kind(source: str) -> str | None:
     """"torchscript" / "checkpoint" for a PyTorch zip file, whatever its name; None otherwise."""
-    from convertctl.frontends.formats import torch_file_kind
+    from convertctl.frontends.pytorch.source import torch_file_kind
 
     return torch_file_kind(Path(source)) if Path(source).is_file() else None
 
 
 def source_recipe(source: str, inputs: tuple[str, ...], framework: str | None, weights: str | None):
     """A recipe dict for a model given on the command line (no recipe file)."""
+    from convertctl.frontends import registry
+
     cwd = Path.cwd()
     name = Path(source.split(":")[0]).stem or "model"
     name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name).lstrip("_.-") or "model"
-    if framework == "onnx" or (framework is None and source.lower().endswith(".onnx")):
-        data = {"name": name, "source": {"framework": "onnx", "path": source}}
-    elif framework in ("paddle", "tensorflow") or (framework is None and looks_like_model(source)):
-        from convertctl.frontends.formats import detect
-
-        found = detect(Path(source))  # the framework from the files; a wrong folder is one clear error
-        if framework and framework != found.framework:
-            raise UsageError(f"--framework {framework}, but {source} is a {found.framework} model ({found.format})")
-        data = {"name": name, "source": {"framework": found.framework, "path": source}}
-    elif ":" in source and not Path(source).exists():
-        data = {"name": name, "source": {"framework": "pytorch", "factory": source}}
-        if weights:
-            data["source"]["path"] = weights
-    elif framework == "pytorch" or torch_kind(source) or source.lower().endswith(TORCH_SUFFIXES):
-        kind = torch_kind(source)
-        if kind == "checkpoint":  # torch.save: weights (or a pickled module), not a network convertctl can load
-            raise UsageError(f"{source} is a PyTorch checkpoint (torch.save), not a TorchScript file: it holds the "
-                             "weights, not the network",
-                             hint=f"give the network as a factory with these weights: FILE.py:make_model --weights "
-                                  f"{source} (or save it with torch.jit.save)")
-        data = {"name": name, "source": {"framework": "pytorch", "path": source}}
-    else:
-        raise UsageError(
-            f"cannot tell what kind of model {source!r} is",
-            hint="give a recipe (.yaml), an .onnx file, a TorchScript file (torch.jit.save), a factory "
-                 "'file.py:callable', "
-                 "a Paddle inference model (folder, .pdmodel, .json) or a TensorFlow model (SavedModel folder, "
-                 ".keras, .h5)",
-        )
+    frontend = registry.get(framework) if framework else registry.for_source(source)
+    data = {"name": name, "source": frontend.cli_source(source, weights)}
     if inputs:
         data["inputs"] = [parse_input(i) for i in inputs]
     return data, cwd

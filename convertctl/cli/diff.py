@@ -1,4 +1,4 @@
-"""`convertctl diff BASE NEW`: the logic is in convertctl/report/diff.py; this prints it and sets the exit code."""
+"""`convertctl diff BASE NEW`: the logic is in convertctl/ci/diff.py; this prints it and sets the exit code."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def diff(base, new, markdown, **thresholds):
 
     Example: convertctl diff baseline/manifest.json out/efficientnet_lite0 -o diff.md
     """
-    from convertctl.report.diff import diff_paths, to_markdown
+    from convertctl.ci.diff import diff_paths, to_markdown
 
     report = diff_paths(base, new, thresholds)
     if markdown:
@@ -68,8 +68,8 @@ def _print(report) -> None:
     """The table (not with -q), then one line per warning and per regression, then the verdict; all on stderr."""
     from rich.table import Table
 
+    from convertctl.ci.diff import cells, verdict
     from convertctl.cli.ui import console, esc
-    from convertctl.report.diff import cells, verdict
     from convertctl.report.markdown import fmt_ms
 
     out = console()

@@ -4,6 +4,13 @@ import click
 
 from convertctl.cli.common import common_options, dim_option, load_job
 from convertctl.cli.run import execute
+from convertctl.frontends.registry import by_name_first
+
+
+def _default_opsets() -> str:
+    """"pytorch 18, the dynamo exporter's minimum; paddle 13; tensorflow 17": from the front ends' records."""
+    return "; ".join(f"{f.name} {f.default_opset}" + (f", {f.opset_note}" if f.opset_note else "")
+                     for f in by_name_first() if f.default_opset is not None)
 
 
 @click.command("export")
@@ -11,11 +18,10 @@ from convertctl.cli.run import execute
 @click.option("-o", "--output", type=click.Path(), help="Output folder (default: out/NAME).")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]",
               help="A model input, e.g. input:batch,3,224,224 (repeat per input; symbolic dims are dynamic).")
-@click.option("--framework", type=click.Choice(["pytorch", "onnx", "paddle", "tensorflow"]),
+@click.option("--framework", type=click.Choice([f.name for f in by_name_first()]),
               help="Force the source framework (default: from the path).")
 @click.option("--weights", type=click.Path(), help="State-dict file to load into the factory's model.")
-@click.option("--opset", type=int, help="ONNX opset (default: pytorch 18, the dynamo exporter's minimum; paddle 13; "
-                                        "tensorflow 17).")
+@click.option("--opset", type=int, help=f"ONNX opset (default: {_default_opsets()}).")
 @click.option("--exporter", type=click.Choice(["auto", "dynamo", "legacy"]), help="torch.onnx exporter (auto: dynamo, then legacy).")
 @dim_option
 @common_options

@@ -1,4 +1,4 @@
-"""`convertctl merge`: the CI jobs' manifests -> one release index (logic in convertctl/report/fanout.py)."""
+"""`convertctl merge`: the CI jobs' manifests -> one release index (logic in convertctl/ci/fanout.py)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ def merge(sources, release):
     without manifests, the same recipe target in two manifests, or a RELEASE_DIR that is neither empty, new
     nor a previous merge's output. The release is assembled beside RELEASE_DIR and moved into place whole.
     """
+    from convertctl.ci import fanout
     from convertctl.cli import state
     from convertctl.cli.ui import console, esc
-    from convertctl.report import fanout
 
     index = fanout.merge(sources, Path(release))
     if state.json_output:

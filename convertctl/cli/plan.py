@@ -1,4 +1,4 @@
-"""`convertctl plan`: the CI build matrix, one job per recipe x target (logic in convertctl/report/fanout.py)."""
+"""`convertctl plan`: the CI build matrix, one job per recipe x target (logic in convertctl/ci/fanout.py)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def plan(recipes, fmt, per, root):
     and runs `convertctl run RECIPE --target ID -o OUTPUT`; `convertctl merge` collects the outputs.
     GitHub: matrix: ${{ fromJSON(needs.plan.outputs.matrix) }} (see docs/ci/github-workflow.yml).
     """
+    from convertctl.ci import fanout
     from convertctl.cli import state
-    from convertctl.report import fanout
 
     fmt = fmt or ("json" if state.json_output else "github")
     jobs = fanout.plan_jobs(fanout.expand_recipes(recipes), per=per, root=root)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from convertctl.cli import with_targets
 from convertctl.cli.common import (
     common_options,
     dim_option,
@@ -25,7 +26,7 @@ from convertctl.errors import UsageError
 @click.option("--recipe", "recipe_file", type=click.Path(), help="Take preprocessing, calibration settings, inputs, "
                                                                   "gates and exclusions from this recipe.")
 @click.option("-t", "--target", "targets", multiple=True, metavar="NAME",
-              help="Targets to build (default: every installed one of onnxruntime, openvino, tensorrt).")
+              help=with_targets("Targets to build (default: every installed one of {targets})."))
 @click.option("--method", type=click.Choice(["minmax", "entropy", "percentile"]), help="Calibration method.")
 @click.option("--num-samples", type=int, help="Calibration samples.")
 @click.option("--input", "inputs", multiple=True, metavar="NAME:DIMS[:DTYPE]", help="Override an input's shape.")

@@ -86,7 +86,7 @@ def run(recipe_file, output, targets, jobs, no_latency):
 
         recipe, sha = load_recipe(Path(recipe_file))
     if targets:
-        recipe.targets = select_targets(recipe, targets, recipe_file)
+        recipe = recipe.model_copy(update={"targets": select_targets(recipe, targets, recipe_file)})
     execute(recipe, sha, Path(recipe_file), output)
 
 
@@ -104,9 +104,9 @@ def run_folder(folder: Path, out: Path, jobs: int, no_latency: bool) -> int:
     """Every recipe of `folder` in a child process, then the summary. Returns the overall exit code."""
     import json
 
+    from convertctl.ci import fanout
     from convertctl.cli import state
     from convertctl.cli.ui import console, esc
-    from convertctl.report import fanout
 
     entries = fanout.plan_folder_run(folder, out)
     err = console()

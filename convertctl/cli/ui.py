@@ -25,7 +25,7 @@ def console(stderr: bool = True):
 
 
 def esc(text) -> str:
-    """Our messages contain brackets (`convertctl[openvino]`, `[4, 3, 32, 32]`): never let rich read them as markup."""
+    """Our messages contain brackets (`convertctl[onnx]`, `[4, 3, 32, 32]`): never let rich read them as markup."""
     from rich.markup import escape
 
     return escape(str(text))

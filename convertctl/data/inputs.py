@@ -61,32 +61,34 @@ def dims_problem(inputs, dims) -> str | None:
     return unknown_dims_problem(inputs, dims)
 
 
-def resolve_dims(recipe, inputs, metadata: dict[str, str] | None = None) -> list[str]:
-    """Give every dynamic dim of `inputs` a size (the module docstring's order), writing the sizes found in the
-    data or the metadata into `recipe.dims` as fixed ranges; return notes saying where each came from.
-    Raises UsageError for a `dims` entry no input has, or for dims left without a size."""
+def resolve_dims(recipe, inputs, metadata: dict[str, str] | None = None) -> tuple[dict, list[str]]:
+    """Give every dynamic dim of `inputs` a size (the module docstring's order): returns the recipe's `dims` with
+    the sizes found in the data or the metadata added as fixed ranges (a new dict: the recipe is not changed) and
+    notes saying where each came from. Raises UsageError for a `dims` entry no input has, or for dims left
+    without a size."""
     from convertctl.recipe import DimRange
 
     problem = dims_problem(inputs, recipe.dims)
     if problem:
         raise UsageError(problem, hint="name dims as `convertctl check MODEL -t onnxruntime` lists them, or as the "
                                        "recipe's inputs[].shape does (docs/recipe.md#dims)")
+    dims = dict(recipe.dims)
     for spec in inputs:
         for d in spec.dynamic_dims:
-            recipe.dims.setdefault(d, DimRange())
-    explicit = {name for name, r in recipe.dims.items() if r.model_fields_set}
+            dims.setdefault(d, DimRange())
+    explicit = {name for name, r in dims.items() if r.model_fields_set}
     batch = batch_dims(inputs)
     uses = _uses(inputs)
     need = [d for d in uses if d not in explicit and d not in batch]
     if not need:
-        return []
+        return dims, []
     found = {**metadata_sizes(metadata or {}, inputs), **_data_sizes(recipe, inputs)}  # the data comes first
     notes, missing = [], []
     by_origin: dict[str, list[str]] = {}
     for d in need:
         if d in found:
             size, origin = found[d]
-            recipe.dims[d] = DimRange(min=size, opt=size, max=size)
+            dims[d] = DimRange(min=size, opt=size, max=size)
             by_origin.setdefault(origin, []).append(f"{d} = {size}")
         else:
             missing.append(d)
@@ -95,7 +97,7 @@ def resolve_dims(recipe, inputs, metadata: dict[str, str] | None = None) -> list
                      "to give a range")
     if missing:
         raise UsageError(missing_message(missing, uses), hint=MISSING_HINT)
-    return notes
+    return dims, notes
 
 
 MISSING_HINT = ("a batch dim (at an input's batch axis) may stay unset (1..8); every other dynamic dim (height, "

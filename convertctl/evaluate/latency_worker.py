@@ -54,7 +54,7 @@ def _threads(effective: dict) -> int | None:
 def load(request: dict):
     """(run, threads) for what the request names."""
     if request.get("model"):  # the baseline: an ONNX model, ONNX Runtime with default session options
-        from convertctl.targets.onnxruntime import run_session, session
+        from convertctl.onnx_session import run_session, session
 
         sess = session(Path(request["model"]))
         return (lambda feeds: run_session(sess, feeds)), sess.get_session_options().intra_op_num_threads

@@ -3,15 +3,15 @@
 Frameworks do not share an environment when their stacks conflict: paddle2onnx 2.x pins onnx<=1.17, and the
 legacy Paddle 2.x models (PP-OCR) only convert with paddlepaddle 2.6.2 + paddle2onnx 1.3.1 + numpy<2
 (paddlepaddle 3.3.1 + paddle2onnx 2.1.0 fail on them). So each framework's child can run in its own interpreter,
-chosen in this order:
+for the stack its record names (`stacks` in frontends/<name>/__init__.py), chosen in this order:
 
 1. the recipe's `export.python`;
 2. the environment variable CONVERTCTL_<STACK>_PYTHON (PYTORCH, TENSORFLOW, PADDLE, PADDLE_LEGACY);
-3. the environment `make frameworks` creates: <cache>/envs/<stack>/bin/python (Paddle stacks only);
+3. the environment `make frameworks` creates: <cache>/envs/<stack>/bin/python (stacks with requirements);
 4. this interpreter, if it has the framework's packages.
 
-A legacy Paddle model goes to the paddle-legacy stack; if only the Paddle 3 stack exists it is used, with a
-warning, because it fails on many published legacy models.
+A stack may fall back to another of its framework's: a legacy Paddle model goes to the paddle-legacy stack; if
+only the Paddle 3 stack exists it is used, with a warning, because it fails on many published legacy models.
 """
 
 from __future__ import annotations
@@ -23,16 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from convertctl.errors import UsageError
+from convertctl.frontends.base import Stack
 from convertctl.paths import default_cache_dir
 
-# stack -> (packages the child imports, extra that installs them here or None, requirements file for its own env)
-STACKS = {
-    "pytorch": (("torch",), "torch", None),
-    "tensorflow": (("tensorflow", "tf2onnx"), "tf", None),
-    "paddle": (("paddle", "paddle2onnx"), None, "paddle.txt"),
-    "paddle-legacy": (("paddle", "paddle2onnx"), None, "paddle-legacy.txt"),
-}
-ENVS_DIR = Path(__file__).resolve().parent / "envs"
+ENVS_DIR = Path(__file__).resolve().parent / "envs"  # requirements of the stacks with their own environment
 
 
 @dataclass(frozen=True)
@@ -41,10 +35,6 @@ class Interpreter:
     stack: str
     origin: str  # how it was chosen, for the manifest
     warning: str | None = None
-
-
-def stack_for(framework: str, fmt: str | None) -> str:
-    return "paddle-legacy" if fmt == "paddle_legacy" else ("paddle" if framework == "paddle" else framework)
 
 
 def env_var(stack: str) -> str:
@@ -67,15 +57,15 @@ def _here_has(packages) -> bool:
     return all(importlib.util.find_spec(p) is not None for p in packages)
 
 
-def _missing(stack: str) -> UsageError:
-    packages, extra, requirements = STACKS[stack]
-    env = managed_env(stack)
-    if extra:
-        how = f"pip install 'convertctl[{extra}]'"
+def _missing(stack: Stack) -> UsageError:
+    env = managed_env(stack.name)
+    if stack.extra:
+        how = f"pip install 'convertctl[{stack.extra}]'"
     else:
-        how = (f"`make frameworks`, or: python3 -m venv {env} && {env}/bin/pip install -r {ENVS_DIR / requirements}")
-    return UsageError(f"no Python environment with {' and '.join(packages)} for {stack} sources",
-                      hint=f"{how}; or set {env_var(stack)} to a Python that has them")
+        how = (f"`make frameworks`, or: python3 -m venv {env} && {env}/bin/pip install -r "
+               f"{ENVS_DIR / stack.requirements}")
+    return UsageError(f"no Python environment with {' and '.join(stack.packages)} for {stack.name} sources",
+                      hint=f"{how}; or set {env_var(stack.name)} to a Python that has them")
 
 
 def onnx_pin_problem(version_of=None) -> str | None:
@@ -101,25 +91,31 @@ def onnx_pin_problem(version_of=None) -> str | None:
 
 
 def resolve(framework: str, fmt: str | None, recipe_python: Path | None = None) -> Interpreter:
-    stack = stack_for(framework, fmt)
+    """The interpreter for a model of this framework and format (the stack comes from the front end's record)."""
+    from convertctl.frontends.registry import get
+
+    frontend = get(framework)
+    return resolve_stack(frontend.stacks, frontend.stack(fmt).name, recipe_python)
+
+
+def resolve_stack(stacks: tuple[Stack, ...], name: str, recipe_python: Path | None = None) -> Interpreter:
+    """The interpreter for the stack `name`, one of a framework's `stacks` (its fallback is another of them)."""
+    stack = next(s for s in stacks if s.name == name)
     if recipe_python is not None:
-        return Interpreter(_usable(str(recipe_python), "export.python"), stack, "export.python")
-    variable = os.environ.get(env_var(stack))
+        return Interpreter(_usable(str(recipe_python), "export.python"), name, "export.python")
+    variable = os.environ.get(env_var(name))
     if variable:
-        return Interpreter(_usable(variable, env_var(stack)), stack, env_var(stack))
-    if STACKS[stack][2] is not None:
-        managed = managed_env(stack) / "bin" / "python"
+        return Interpreter(_usable(variable, env_var(name)), name, env_var(name))
+    if stack.requirements is not None:
+        managed = managed_env(name) / "bin" / "python"
         if managed.is_file():
-            return Interpreter(str(managed), stack, f"{managed_env(stack)} (make frameworks)")
-    if _here_has(STACKS[stack][0]):
-        return Interpreter(sys.executable, stack, "this interpreter")
-    if stack == "paddle-legacy":  # the Paddle 3 stack can convert some legacy models: better than nothing
+            return Interpreter(str(managed), name, f"{managed_env(name)} (make frameworks)")
+    if _here_has(stack.packages):
+        return Interpreter(sys.executable, name, "this interpreter")
+    if stack.fallback:  # e.g. the Paddle 3 stack can convert some legacy models: better than nothing
         try:
-            fallback = resolve("paddle", "paddle_pir", None)
+            fallback = resolve_stack(stacks, stack.fallback, None)
         except UsageError:
             raise _missing(stack) from None
-        return Interpreter(fallback.python, "paddle", fallback.origin,
-                           warning="legacy Paddle model converted with the Paddle 3 stack (no paddle-legacy "
-                                   "environment): it fails on many published Paddle 2.x models; `make frameworks` "
-                                   "creates the legacy stack")
+        return Interpreter(fallback.python, fallback.stack, fallback.origin, warning=stack.fallback_warning)
     raise _missing(stack)

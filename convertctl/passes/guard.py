@@ -30,7 +30,7 @@ class GuardedResult:
 def guarded_pass(name: str, transform: Callable[[Path, Path], dict], src: Path, dst: Path, feeds, output_names,
                  tolerance, before: list | None = None, chunk: int | None = None) -> GuardedResult:
     """`before`: the input model's ONNX Runtime outputs on `feeds`, when the caller already has them."""
-    from convertctl.targets.onnxruntime import run_session, session
+    from convertctl.onnx_session import run_session, session
 
     if before is None:
         before = run_session(session(src), feeds, chunk)

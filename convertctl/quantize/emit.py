@@ -1,7 +1,7 @@
 """Emit per-target precisions from one FP32 ONNX and one calibration table.
 
-- qdq_s8:   TensorRT's explicit-quantization form: symmetric INT8 (zero-point 0), weights per channel,
-            activations per tensor, biases left in float. OpenVINO also reads it as INT8.
+- qdq_s8:   symmetric INT8 (zero-point 0), weights per channel, activations per tensor, biases left in
+            float: the explicit-quantization form TensorRT takes; OpenVINO also reads it as INT8.
 - qdq_u8s8: ONNX Runtime on x86: U8 activations, S8 per-channel weights (measured on an Intel Xeon: S8S8
             ran slower than FP32, U8S8 2.6x faster). With `reduce_range` the weights use 7 bits
             (-64..64): x86 CPUs without VNNI compute U8S8 with VPMADDUBSW, whose 16-bit sums of two products
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import UsageError, require
+from convertctl.onnx_graph import Graph
 from convertctl.onnx_save import save_checked, subgraphs
 from convertctl.quantize.table import CalibrationTable, ort_method
 
@@ -61,7 +62,7 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
                              hint="build it with fp32/fp16 targets; an INT8 model needs those layers in the main "
                                   "graph (an export without the If, e.g. one traced for a single sample rate)")
         raise UsageError("the model has no operators to quantize", hint="check quantize.exclude_ops")
-    tensorrt = flavour == "qdq_s8"
+    symmetric = flavour == "qdq_s8"  # symmetric INT8 activations (zero-point 0)
     if reduce_range and flavour != "qdq_u8s8":
         raise UsageError(f"reduce_range applies to qdq_u8s8 only, not {flavour}")
     with _quiet_root_logger():  # ORT logs a generic "consider pre-processing" warning on every call
@@ -70,7 +71,7 @@ def emit_qdq(fp32: Path, table: CalibrationTable, out: Path, flavour: str, exclu
     top, nested = weighted_layers(fp32)
     weights = ("uint8 asymmetric per-channel" if flavour == "qdq_u8u8" else
                "int8 symmetric per-channel" + (", 7 bits (reduce_range)" if reduce_range else ""))
-    return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if tensorrt else "uint8 asymmetric",
+    return {"flavour": flavour, "op_types": ops, "activation": "int8 symmetric" if symmetric else "uint8 asymmetric",
             "weights": weights, "reduce_range": reduce_range, "excluded_nodes": list(exclude_nodes),
             "excluded_ops": list(exclude_ops), "float_layers_fed_float": kept_float,
             **({"layers_in_subgraphs_left_float": nested, "layers_in_main_graph": top} if nested else {})}
@@ -113,15 +114,15 @@ def keep_float_layers_float(path: Path) -> list[str]:
 
     model = onnx.load(str(path))
     graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    inits = {i.name: i for i in graph.initializer}
+    index = Graph(graph)
+    producer, inits = index.producer, index.initializers
     float_weights = {name for name, i in inits.items() if i.data_type == onnx.TensorProto.FLOAT}
     rewired, clipped = [], {}
     for node in list(graph.node):
         if node.op_type not in _WEIGHTED_OPS or len(node.input) < 2 or node.input[1] not in float_weights:
             continue
-        dq = producer.get(node.input[0])
-        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        dq = producer(node.input[0])
+        q = producer(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
         if q is None or q.op_type != "QuantizeLinear" or q.input[1] not in inits:
             continue
         if dq.output[0] not in clipped:
@@ -165,19 +166,19 @@ def _quiet_root_logger():
 
 
 def _quantize_static(quant, fp32, table, out, ops, flavour, exclude_nodes, reduce_range=False):
-    tensorrt, u8_weights = flavour == "qdq_s8", flavour == "qdq_u8u8"
+    symmetric, u8_weights = flavour == "qdq_s8", flavour == "qdq_u8u8"
     quant.quantize_static(
         model_input=str(fp32), model_output=str(out), calibration_data_reader=None,
         quant_format=quant.QuantFormat.QDQ, op_types_to_quantize=ops, per_channel=True,
         reduce_range=reduce_range,  # weights only: 7 bits
-        activation_type=quant.QuantType.QInt8 if tensorrt else quant.QuantType.QUInt8,
+        activation_type=quant.QuantType.QInt8 if symmetric else quant.QuantType.QUInt8,
         weight_type=quant.QuantType.QUInt8 if u8_weights else quant.QuantType.QInt8,
         nodes_to_exclude=list(exclude_nodes),
         calibrate_method=ort_method(table.method), calibration_cache_path=str(table.path),
         extra_options={
-            "ActivationSymmetric": tensorrt,  # TensorRT: zero-point 0
+            "ActivationSymmetric": symmetric,  # zero-point 0 (TensorRT takes nothing else)
             "WeightSymmetric": not u8_weights,
-            "QuantizeBias": not tensorrt,  # TensorRT rejects INT32 bias DQ (onnx-tensorrt #850)
+            "QuantizeBias": not symmetric,  # float biases: TensorRT rejects INT32 bias DQ (onnx-tensorrt #850)
         },
     )
 
@@ -409,11 +410,11 @@ def skip_fp16_round_trips(graph, original: set[str] = frozenset(), types: dict |
     if types is None:
         types = _elem_types(graph, initializers=True)
     removed = 0
-    producer = {out: node for node in graph.node for out in node.output if out}
+    producer = Graph(graph).producer
     outputs = {o.name for o in graph.output}
     emptied = set()
     for cast in list(graph.node):
-        first = producer.get(cast.input[0]) if cast.op_type == "Cast" and cast.input else None
+        first = producer(cast.input[0]) if cast.op_type == "Cast" and cast.input else None
         if first is None or first.op_type != "Cast" or {cast.name, first.name} & original or \
                 _cast_to(cast) != onnx.TensorProto.FLOAT or \
                 _cast_to(first) != onnx.TensorProto.FLOAT16 or types.get(first.input[0]) != onnx.TensorProto.FLOAT:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import require
+from convertctl.onnx_graph import Graph
 
 BINS = 64
 WORST = 6
@@ -25,25 +26,18 @@ _QRANGE = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16"
            "uint4": (0, 15), "int4": (-8, 7)}
 
 
-class _QdqGraph:
-    def __init__(self, model):
-        self.nodes = {n.name: n for n in model.graph.node if n.name}
-        self.producer = {o: n for n in model.graph.node for o in n.output}
-        self.inits = {i.name: i for i in model.graph.initializer}
-
-
-def _quantized_input(g: _QdqGraph, node_name: str) -> dict | None:
+def _quantized_input(g: Graph, node_name: str) -> dict | None:
     """The layer's activation input as the Q/DQ model quantizes it: Q node input, scale and zero point."""
     numpy_helper = require("onnx.numpy_helper", "onnx")
-    producer, inits = g.producer, g.inits
-    node = g.nodes.get(node_name)
+    producer, inits = g.producer, g.initializers
+    node = g.node_named(node_name)
     if node is None:
         return None
     for t in node.input:
-        dq = producer.get(t)
+        dq = producer(t)
         if dq is None or dq.op_type != "DequantizeLinear":
             continue
-        q = producer.get(dq.input[0])
+        q = producer(dq.input[0])
         if q is None or q.op_type != "QuantizeLinear":  # a weight: its DQ reads an initializer
             continue
         if q.input[1] not in inits:
@@ -78,7 +72,7 @@ def layer_histograms(fp32: Path, quantized: Path, ranges: dict[str, tuple[float,
     graph_inputs = {i.name for i in ref_model.graph.input}
     fp32_tensors = graph_inputs | {o for n in ref_model.graph.node for o in n.output}
     picked: list[tuple[dict, dict]] = []
-    q_graph = _QdqGraph(q_model)
+    q_graph = Graph(q_model)
     for row in rows:
         if len(picked) == worst:
             break

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import require
+from convertctl.onnx_graph import Graph
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 EXACT_DB = 60.0
@@ -56,21 +57,20 @@ def source_module(node, initializers: set[str]) -> str | None:
     return None
 
 
-def _upstream_layers(model, layer_outputs: set[str]) -> dict[str, set[str]]:
+def _upstream_layers(graph: Graph, layer_outputs: set[str]) -> dict[str, set[str]]:
     """For each layer output, the nearest layer outputs upstream of its layer (through other nodes)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
     result = {}
     for out in layer_outputs:
-        found, seen, stack = set(), set(), list(producer[out].input)
+        found, seen, stack = set(), set(), list(graph.producer(out).input)
         while stack:
             t = stack.pop()
-            if t in seen or t not in producer:
+            if t in seen or graph.producer(t) is None:
                 continue
             seen.add(t)
             if t in layer_outputs:
                 found.add(t)
             else:
-                stack.extend(producer[t].input)
+                stack.extend(graph.producer(t).input)
         result[out] = found
     return result
 
@@ -83,16 +83,13 @@ def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray], chun
     q_outputs = {o for n in q_model.graph.node for o in n.output}
     inits = {i.name for i in ref_model.graph.initializer}
     q_inits = {i.name for i in q_model.graph.initializer}
-    consumers: dict[str, list] = {}
-    for n in ref_model.graph.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
+    ref_graph, q_graph = Graph(ref_model), Graph(q_model)
 
     def comparable(node) -> str | None:
         """The layer's output, or that of the activation the quantizer folded into it (Conv -> Clip/Relu)."""
         out = node.output[0]
         while out not in q_outputs:
-            nxt = consumers.get(out, [])
+            nxt = [user for user, _ in ref_graph.consumers(out)]
             if len(nxt) != 1 or nxt[0].op_type not in ("Clip", "Relu"):
                 return None
             out = nxt[0].output[0]
@@ -103,17 +100,13 @@ def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray], chun
     if not layers:
         return []
     outs = [o for _, o in layers]
+
     # On the quantized side, compare what the next layer really receives: the tensor after its Q -> DQ
     # pair (a folded Clip/Relu only takes effect there).
-    q_consumers: dict[str, list] = {}
-    for n in q_model.graph.node:
-        for t in n.input:
-            q_consumers.setdefault(t, []).append(n)
-
     def dequantized(t: str) -> str:
-        for q in q_consumers.get(t, []):
+        for q, _ in q_graph.consumers(t):
             if q.op_type == "QuantizeLinear":
-                for dq in q_consumers.get(q.output[0], []):
+                for dq, _ in q_graph.consumers(q.output[0]):
                     if dq.op_type == "DequantizeLinear":
                         return dq.output[0]
         return t
@@ -123,7 +116,7 @@ def layer_errors(fp32: Path, quantized: Path, feeds: dict[str, np.ndarray], chun
     act_q = _run(with_outputs(q_model, q_names), feeds, q_names, chunk)
     act = {o: act_q[q] for o, q in zip(outs, q_names, strict=True)}
     sqnr = {o: sqnr_db(ref[o], act[o]) for o in outs}
-    upstream = _upstream_layers(ref_model, set(outs))
+    upstream = _upstream_layers(ref_graph, set(outs))
     rows = []
     for node, out in layers:
         # compare at layer outputs only: between layers the quantizer may fold nodes (e.g. Clip into Q)

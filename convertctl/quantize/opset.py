@@ -54,8 +54,8 @@ def upgrade_for_qdq(fp32: Path, folder: Path, feeds: dict[str, np.ndarray], chun
     from convertctl.data.batching import axes_of, sample_count
     from convertctl.evaluate.compare import compare
     from convertctl.model import external_data_files, load_proto
+    from convertctl.onnx_session import load_error, session
     from convertctl.quantize.batches import run_session
-    from convertctl.targets.onnxruntime import load_error, session
 
     header = load_proto(fp32)
     source = default_opset(header)

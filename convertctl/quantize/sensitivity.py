@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import require
+from convertctl.onnx_graph import Graph
 from convertctl.quantize.layers import LAYER_OPS, source_module, sqnr_db
 
 QMIN, QMAX = -128, 127  # the INT8 weights' storage range; the symmetric scale maps max|w| to 127
@@ -85,14 +86,14 @@ def emitted_weights(qdq: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     from onnx import numpy_helper
 
     model = onnx.load(str(qdq))
-    producer = {o: n for n in model.graph.node for o in n.output}
-    inits = {i.name: i for i in model.graph.initializer}
+    graph = Graph(model)
+    inits = graph.initializers
     found = {}
-    for node in model.graph.node:
+    for node in graph.nodes:
         if node.op_type not in LAYER_OPS:
             continue
         for t in ((1, 0) if node.op_type == "MatMul" else (1,)):
-            dq = producer.get(node.input[t]) if t < len(node.input) else None
+            dq = graph.producer(node.input[t]) if t < len(node.input) else None
             if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
                 continue  # a DQ of an activation, or no DQ
             axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)

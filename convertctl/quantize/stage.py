@@ -1,9 +1,10 @@
 """The quantize stage: calibrate once, emit what the targets need, verify each emission.
 
-Called by the pipeline after optimize when a target needs anything but the FP32 ONNX. (A recipe
-whose only INT8 target is OpenVINO with NNCF skips this stage: NNCF collects its own statistics
-from the same calibration samples.) Every emitted model is run in ONNX Runtime and compared with the
-FP32 model; the TensorRT-form Q/DQ model is also checked by the Q/DQ validator.
+Called by the pipeline after optimize when a target needs anything but the FP32 ONNX. (A recipe whose only INT8
+targets quantize inside their own build, from the FP32 ONNX (`Target.int8_quantizer`), skips this stage: they
+collect their own statistics from the same calibration samples.) Every emitted model is run in ONNX Runtime and
+compared with the FP32 model, and checked against the rules of every target that has some for it
+(`Target.review_emission`), whether or not that target is installed.
 """
 
 from __future__ import annotations
@@ -42,15 +43,15 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
     from convertctl.data.batching import axes_of, take
     from convertctl.evaluate.compare import compare
     from convertctl.model import companion_files
+    from convertctl.onnx_session import session
     from convertctl.quantize.batches import run_session
     from convertctl.quantize.histograms import layer_histograms
     from convertctl.quantize.histograms import summary as histogram_summary
     from convertctl.quantize.layers import layer_errors, suggested_exclusions
     from convertctl.quantize.opset import upgrade_for_qdq
-    from convertctl.quantize.qdq_validator import format_findings, validate_qdq
     from convertctl.quantize.sensitivity import weight_sensitivity
     from convertctl.quantize.table import calibrate
-    from convertctl.targets.onnxruntime import session
+    from convertctl.targets.registry import all_targets
 
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,12 +109,11 @@ def run_quantize(fp32: Path, needed: set[str], calib, recipe, folder: Path, cach
         # natively on some FP16 graphs; each target verifies again at its own level
         actual = run_session(session(out, level="extended"), feeds, chunk)
         result.verification.append(compare(f"fp32 onnx ({name})", output_names, fp32_outputs, actual))
-        if name == "qdq_s8":  # TensorRT's rules, checked whether or not TensorRT is installed
-            report = validate_qdq(out)
-            info["tensorrt_rules"] = report.to_dict()
-            verdict = "passes" if report.ok else "BREAKS"
-            result.findings.append(f"qdq_s8 {verdict} TensorRT's Q/DQ rules" +
-                                   "".join(f"; {line}" for line in format_findings(report)[:5]))
+        for target in all_targets():  # a target's rules for this emission, checked whether or not it is installed
+            review = target.review_emission(name, out) if target.review_emission else None
+            if review is not None:
+                info[review.key] = review.details
+                result.findings.append(review.finding)
         result.details[name] = info
     if upgrade is not None:  # after the emissions: the terminal shows the first comparison, the INT8 one
         result.verification.append(upgrade.comparison)
@@ -166,7 +166,7 @@ def u8s8_form(targets, flags: set[str] | None = None) -> tuple[str, str]:
     """(form, why) of the `qdq_u8s8` emission: `u8s8` or `u8s8_reduce_range`, as the onnxruntime int8 targets
     resolve their `int8_form` on this CPU (or on `flags`). They share the emission, so they must agree."""
     from convertctl.errors import UsageError
-    from convertctl.targets.onnxruntime import resolve_int8_form
+    from convertctl.targets.onnxruntime.options import resolve_int8_form
 
     forms = {resolve_int8_form(t.int8_form, flags) for t in targets
              if t.runtime == "onnxruntime" and t.precision == "int8" and t.int8_form != "u8u8"}
@@ -178,7 +178,7 @@ def u8s8_form(targets, flags: set[str] | None = None) -> tuple[str, str]:
 
 def quantize_cpu_key() -> dict:
     """The part of the quantize and build stage-cache keys that depends on the CPU: its non-saturating INT8
-    features, from which every `auto` INT8 choice (onnxruntime int8_form, openvino overflow_fix) is made and
+    features, from which every `auto` INT8 choice (onnxruntime int8_form, a target's own overflow fix) is made and
     on which the verified INT8 accuracy depends."""
     from convertctl.cpu import vnni_flags
 

@@ -11,9 +11,19 @@ import re
 import shutil
 import subprocess
 
-TRACKED = ["convertctl", "torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim", "openvino", "nncf", "numpy",
-           "protobuf", "pydantic", "efficientnet-lite-pytorch", "tensorflow-cpu", "tensorflow", "tf2onnx", "tf-keras",
-           "keras", "tensorrt", "cuda-bindings", "cuda-python"]
+# The core's distributions (onnxruntime: the reference executor every parity check runs in); each target adds
+# its own (Target.environment), after these, in registry order
+CORE_TRACKED = ["convertctl", "torch", "onnx", "onnxscript", "onnxruntime", "onnxslim", "onnxsim", "numpy", "protobuf",
+                "pydantic", "efficientnet-lite-pytorch", "tensorflow-cpu", "tensorflow", "tf2onnx", "tf-keras", "keras"]
+
+
+def tracked() -> list[str]:
+    """The distributions whose versions a run records: the core's, then every registered target's."""
+    from convertctl.targets.registry import all_targets
+
+    return list(dict.fromkeys([*CORE_TRACKED, *(d for t in all_targets() for d in t.environment)]))
+
+
 # The CPU features that change which kernels runtimes pick (and so latency and, for INT8, numerics)
 _CPU_FEATURES = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx512\w*|avx_vnni\w*|amx\w*|sha_ni|vaes)$")
 
@@ -29,9 +39,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def package_versions(names=TRACKED) -> dict[str, str]:
+def package_versions(names=None) -> dict[str, str]:
     found = {}
-    for name in names:
+    for name in tracked() if names is None else names:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -1,1 +1,1 @@
-"""Deployment targets. Each file here defines one target and registers itself (see registry.py)."""
+"""Deployment targets: each package here is one target (see registry.py and base.py)."""

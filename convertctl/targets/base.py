@@ -1,4 +1,9 @@
-"""What every target provides: a light description, a build step and a runner."""
+"""What every target provides: a light description, a build step and a runner, and the hooks through which
+the core asks a target what only it knows (its judge, its environment, its rules for an emission, its notes).
+
+A target is one package, convertctl/targets/<name>/, whose `target.py` defines `TARGET = Target(...)`
+(registry.py finds it). Everything that names the runtime lives in that package; the core reads it here.
+"""
 
 from __future__ import annotations
 
@@ -50,6 +55,15 @@ class Runner:
 
 
 @dataclass(frozen=True)
+class EmissionReview:
+    """A target's verdict on a quantize-stage emission it can build from (Target.review_emission)."""
+
+    key: str  # where the stage records `details` in the emission's manifest details
+    details: dict
+    finding: str  # one line for the quantize stage's findings
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     summary: str
@@ -64,6 +78,37 @@ class Target:
     emission: Callable[[TargetOptions], str] = lambda spec: "fp32"
     # What to leave where the runtime is not installed (TensorRT: the build kit); None = nothing
     kit: Callable[[Path, TargetOptions, Path, BuildContext], BuiltArtifact] | None = None
+    # How messages name the runtime ("OpenVINO"); "" = `name`
+    title: str = ""
+    # The judge `convertctl check` calls: ModelFacts (checks/model_facts.py) -> TargetReport (checks/verdicts.py).
+    # It imports what it needs when called. None = no judge: every node is reported "unknown"
+    check: Callable[[Any], Any] | None = None
+    # The distributions a run's environment records versions of for this target (report/environment.py)
+    environment: tuple[str, ...] = ()
+    # The target's own rules for an emission it builds from, checked by the quantize stage on every such
+    # emission whether or not the runtime is installed: (emission name, its ONNX) -> EmissionReview, or None
+    # when the target has no rules for that emission
+    review_emission: Callable[[str, Path], EmissionReview | None] | None = None
+    # The tool that quantizes INT8 inside the target's own build (its int8 artifacts are then built from
+    # "fp32"), for messages; "" = it builds INT8 from the quantize stage's Q/DQ emissions only
+    int8_quantizer: str = ""
+    # Appended to the reason of an artifact whose build crashed natively in an earlier attempt (supervisor.py):
+    # the recipe change that avoids the crash, starting "; ". "" = nothing to suggest
+    crash_hint: str = ""
+    # Where the runtime is not installed and `kit` was written: (artifact id, the kit's settings) -> the text
+    # appended to the artifact's "skipped" reason, saying what the kit holds. None = nothing appended
+    kit_note: Callable[[str, dict], str] | None = None
+    # Whether a built artifact can be loaded and run on this machine: options -> None (it can), or the reason it
+    # cannot (no supported GPU). The artifact is then built but not verified: "skipped", never "ok".
+    # None = it always can where the runtime is installed
+    can_run: Callable[[TargetOptions], str | None] | None = None
+    # The sibling target packages this one imports from: one product family sharing code (tensorrt_rtx builds with
+    # the tensorrt target's builder). tests/test_target_packages.py lets this package, and only it, name them
+    shares: tuple[str, ...] = ()
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
 
     def installed(self) -> bool:
         """Without importing the runtime (that can take seconds)."""

@@ -1,8 +1,8 @@
-"""Finds the targets: every module in this package that defines `TARGET`.
+"""Finds the targets: every package in this folder is one, its `target.py` defines `TARGET`.
 
-Adding a target is adding one file; nothing else lists them. Target modules import their
-runtime lazily, so discovering them (for `--help`, recipe validation, `convertctl targets`)
-stays cheap.
+Adding a target is adding one package (and its extra in pyproject.toml); nothing else lists them.
+Target packages import their runtime lazily, so discovering them (for `--help`, recipe validation,
+`convertctl targets`) stays cheap; `target_names()` does not even import them.
 """
 
 from __future__ import annotations
@@ -13,22 +13,23 @@ from functools import cache
 
 from convertctl.errors import UsageError
 
-_NOT_TARGETS = {"registry", "base"}
+
+def _packages() -> list[str]:
+    import convertctl.targets as pkg
+
+    return sorted(info.name for info in pkgutil.iter_modules(pkg.__path__)
+                  if info.ispkg and not info.name.startswith("_"))
 
 
 @cache
 def _discover() -> dict:
-    import convertctl.targets as pkg
-
     found = {}
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name in _NOT_TARGETS:
-            continue
-        module = importlib.import_module(f"{pkg.__name__}.{info.name}")
-        target = getattr(module, "TARGET", None)
-        if target is not None:
-            found[target.name] = target
-    return dict(sorted(found.items()))
+    for name in _packages():
+        target = importlib.import_module(f"{__package__}.{name}.target").TARGET
+        if target.name != name:  # the package's name is the target's name: target_names() relies on it
+            raise RuntimeError(f"convertctl/targets/{name}/ defines the target {target.name!r}")
+        found[name] = target
+    return found
 
 
 def all_targets():
@@ -36,7 +37,8 @@ def all_targets():
 
 
 def target_names() -> list[str]:
-    return list(_discover())
+    """The targets' names, from the package names alone (for help texts: imports no target)."""
+    return _packages()
 
 
 def get(name: str):

@@ -1,1 +1,0 @@
-"""TensorRT target internals: profiles, trtexec command lines, build kit, builder, runner, engine metadata."""
