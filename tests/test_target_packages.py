@@ -103,8 +103,7 @@ def test_listing_the_targets_imports_no_runtime():
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     names, runtimes = out.splitlines()
-    # tensorrt_rtx has no judge yet: `convertctl check -t tensorrt_rtx` reports its nodes "unknown" (issue 15, part 3)
-    assert names == "['onnxruntime', 'openvino', 'tensorrt', 'tensorrt_rtx'] [True, True, True, False]"
+    assert names == "['onnxruntime', 'openvino', 'tensorrt', 'tensorrt_rtx'] [True, True, True, True]"
     assert runtimes == "[]"
 
 

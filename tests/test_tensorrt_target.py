@@ -196,6 +196,24 @@ def test_without_tensorrt_every_target_is_skipped_never_ok(kit_run):
     assert "skipped" in report and "tensorrt_int8" in report
 
 
+@pytest.mark.skipif(HAVE_TRT or importlib.util.find_spec("tensorrt_rtx") is None,
+                    reason="tests the machine without TensorRT and with TensorRT-RTX (make install)")
+@pytest.mark.slow
+def test_each_kit_is_parsed_and_built_with_tensorrt_rtx_with_its_own_precision(kit_run):
+    root, _ = kit_run
+    by_id = {a["id"]: a for a in load_manifest(root / "out")["artifacts"]}
+    for aid, artifact in by_id.items():
+        trial = artifact["settings"]["test_build"]
+        assert trial["result"] == "parses and builds", (aid, trial)
+        assert trial == json.loads((root / "out" / "targets" / aid / "test_build.json").read_text())
+        assert "TensorRT 10/11 itself not run" in artifact["reason"]
+    types = {aid: a["settings"]["test_build"]["layer_output_types"] for aid, a in by_id.items()}
+    assert "float" in types["tensorrt_fp32"] and not {"half", "int8"} & set(types["tensorrt_fp32"])
+    assert "half" in types["tensorrt_fp16"] and "int8" in types["tensorrt_int8"]  # strongly typed: the ONNX's types
+    assert "int8" in types["trt_weak"] and "precision flags were not tried" in by_id["trt_weak"]["settings"][
+        "test_build"]["note"]
+
+
 @pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT")
 @pytest.mark.slow
 def test_kits_hold_the_emitted_onnx_the_profile_and_both_trtexec_lines(kit_run):

@@ -31,10 +31,13 @@ def key(ctx: RunContext, model: ModelInFlight, spec, unsupported: dict[str, str]
     calib = ctx.samples.calib
     # a target that builds where it cannot run: whether it runs here decides the record (skipped or verified)
     runs_here = {"runs_here": target.can_run(spec)} if target.can_run is not None and target.installed() else {}
+    # a kit test-built by a sibling builder (stages/kit.py): which one, and its version, decide the record
+    testers = {t.name: t.version() for t in registry.all_targets() if spec.runtime in t.test_builds_kits_of}
+    kit_test = {"kit_testers": testers} if testers and not target.installed() else {}
     return {"target": spec.model_dump(mode="json"), "emission": model_sha(emission) if emission else None,
             "unsupported": unsupported.get(spec.runtime), "reference": arrays_sha(model.reference),
             "calibration": calib.sha256 if calib else None, **sections(ctx, "quantize", "dims"), **data_key(ctx),
-            **(quantize_cpu_key() if spec.precision == "int8" else {}), **runs_here}
+            **(quantize_cpu_key() if spec.precision == "int8" else {}), **runs_here, **kit_test}
 
 
 def build(ctx: RunContext, model: ModelInFlight, spec, unsupported: dict[str, str], emissions: Emissions

@@ -24,15 +24,46 @@ def not_installed(ctx: RunContext, model: ModelInFlight, target, spec, record: A
     try:
         built = target.kit(emissions.paths[record.built_from], spec, folder, build_context)
         record.settings = built.settings
-        record.files = ctx.files(folder / f for f in built.files)
+        files = list(built.files)
         if target.kit_note is not None:
             record.reason += target.kit_note(record.id, built.settings)
+        files += test_build(ctx, target, spec, record, folder)
+        record.files = ctx.files(folder / f for f in files)
         if record.built_from != "fp32":
             judge_emission(ctx, model, record, spec, emissions.paths[record.built_from], "kit", "no engine built")
     except ConvertctlError as exc:
         record.status, record.reason = "error", exc.message + (f" ({exc.hint})" if exc.hint else "")
     record.seconds = round(time.perf_counter() - t0, 3)
     return record
+
+
+def test_build(ctx: RunContext, target, spec, record: ArtifactRecord, folder: Path) -> list[Path]:
+    """Where a sibling builder is installed (Target.test_builds_kits_of), the kit is parsed and built with it and the
+    result recorded (settings["test_build"], the reason); a kit it cannot build makes the artifact an error, so it
+    never looks fine. Returns the files the trial wrote into the kit folder."""
+    from convertctl.targets import registry
+
+    testers = [t for t in registry.all_targets() if target.name in t.test_builds_kits_of and t.test_build_kit]
+    if not testers:
+        return []
+    if not getattr(spec, "kit_test_build", True):
+        record.settings["test_build"] = {"result": "not run", "reason": "kit_test_build: false in the recipe"}
+        return []
+    installed = [t for t in testers if t.installed()]
+    if not installed:
+        names = ", ".join(f"{t.display_name} ({install_hint(t.extra)})" for t in testers)
+        record.settings["test_build"] = {"result": "not run", "reason": f"not installed: {names}"}
+        return []
+    tester = installed[0]
+    ctx.reporter.start(f"test-build {record.id}", f"the kit, with {tester.display_name}")
+    trial = tester.test_build_kit(folder, record.settings, spec)
+    record.settings["test_build"] = trial.details
+    if trial.ok:
+        record.reason += f"; {trial.summary}"
+    else:
+        record.status = "error"
+        record.reason = f"{trial.summary}; {record.reason} (kit_test_build: false skips this trial)"
+    return trial.files
 
 
 def judge_emission(ctx: RunContext, model: ModelInFlight, record: ArtifactRecord, spec, onnx: Path,

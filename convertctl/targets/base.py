@@ -64,6 +64,18 @@ class EmissionReview:
 
 
 @dataclass(frozen=True)
+class KitTestBuild:
+    """A sibling builder's trial of another target's kit (Target.test_build_kit): did the kit's ONNX parse and
+    build with the kit's own profiles, and if not, the builder's own message and the nodes it named."""
+
+    by: str  # the builder and its version ("TensorRT-RTX 1.7.1.116")
+    ok: bool
+    summary: str  # one line for the artifact's reason: "parses and builds with …" / "… refuses it: …"
+    details: dict  # recorded as the artifact's settings["test_build"] and in the kit's test_build.json
+    files: list[Path] = field(default_factory=list)  # written into the kit folder (relative to it)
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     summary: str
@@ -105,6 +117,11 @@ class Target:
     # The sibling target packages this one imports from: one product family sharing code (tensorrt_rtx builds with
     # the tensorrt target's builder). tests/test_target_packages.py lets this package, and only it, name them
     shares: tuple[str, ...] = ()
+    # The kits of which (shared) targets this one test-builds where their own runtime is missing: (kit folder,
+    # the kit's settings, the kit target's options) -> KitTestBuild. The core calls it after the kit is written;
+    # a kit that does not build makes the artifact an error
+    test_builds_kits_of: tuple[str, ...] = ()
+    test_build_kit: Callable[[Path, dict, TargetOptions], KitTestBuild] | None = None
 
     @property
     def display_name(self) -> str:

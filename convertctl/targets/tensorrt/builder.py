@@ -33,7 +33,13 @@ _HARDWARE_LEVELS = {"ampere+": "AMPERE_PLUS", "same_compute_capability": "SAME_C
 
 
 class EngineBuildError(ConvertctlError):
-    """TensorRT refused the model or could not build it; the message carries TensorRT's own reason."""
+    """TensorRT refused the model or could not build it; the message carries TensorRT's own reason, `stage` says
+    which step refused it ("parse", "build") and `nodes` the ONNX nodes the parser named ("name (OpType)")."""
+
+    def __init__(self, message: str, hint: str | None = None, stage: str = "build", nodes: tuple[str, ...] = ()):
+        super().__init__(message, hint)
+        self.stage = stage
+        self.nodes = nodes
 
 
 @dataclass(frozen=True)
@@ -99,14 +105,15 @@ def _parse(trt, builder, logger, onnx_path: Path, flags: int, log: list[str], fl
     if parser.parse_from_file(str(onnx_path)):
         return network, parser
     names = _node_names(onnx_path)
-    lines = [f"{names[i] if 0 <= i < len(names) else 'model'}: {m}"
-             for i, messages in sorted(parser_errors(parser).items()) for m in messages]
+    errors = sorted(parser_errors(parser).items())
+    lines = [f"{names[i] if 0 <= i < len(names) else 'model'}: {m}" for i, messages in errors for m in messages]
     log += lines
     raise EngineBuildError(f"{flavour.title} {trt.__version__} cannot parse {onnx_path.name}: "
                            f"{lines[0] if lines else 'no reason given'}"
                            + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else ""),
                            hint=f"every parser error is in build.log; `convertctl check MODEL -t {flavour.target}` "
-                                "lists unsupported operators")
+                                "lists unsupported operators",
+                           stage="parse", nodes=tuple(names[i] for i, _ in errors if 0 <= i < len(names)))
 
 
 def _profile(trt, builder, network, profiles: Profiles):

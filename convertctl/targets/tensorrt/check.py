@@ -15,10 +15,17 @@ When the `tensorrt` Python module is installed (it cannot be on this project's m
 runs TensorRT's ONNX parser on the model and adds a note for every node where the parser and the
 table disagree; a node the parser rejects becomes "unsupported" with the parser's message. That code
 path (parser.py) is written against the documented Python API
-(`tensorrt.OnnxParser`: parse_from_file, supports_model_v2, num_subgraphs, is_subgraph_supported,
-get_subgraph_nodes, num_errors, get_error(i) -> ParserError with code(), desc(), node(), node_name(),
-node_operator()); its test is skipped where TensorRT is not installed. `tensorrt` is imported only after
-`importlib.util.find_spec("tensorrt")` has found it; `onnx` and `numpy` are imported inside functions.
+(`tensorrt.OnnxParser`: parse_from_file, supports_model_v2, num_subgraphs, get_subgraph_nodes, num_errors,
+get_error(i) -> ParserError with code(), desc(), node(), node_name(), node_operator()), which TensorRT for RTX
+shares: the same parser code runs in the tests against `tensorrt_rtx`. The parser always runs in a child process
+(parser.parse_isolated), so a native crash of it cannot end the check.
+
+Where `tensorrt` is absent and TensorRT for RTX (`tensorrt_rtx`, a sibling target that builds with this
+package's code) is installed, its parser's verdicts are compared with the table's and every disagreement is a
+note labelled as TensorRT-RTX evidence; the table's verdicts stand (the two share the onnx-tensorrt parser
+lineage, not an identical operator set; benchmarks/README.md measures how far they agree). The sibling is found
+through the target registry (Target.shares), so this package names no other target.
+`onnx` and `numpy` are imported inside functions.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from typing import Any, Literal
 from convertctl.checks.model_facts import ModelFacts, dims_suggestion, display_names, open_dims
 from convertctl.checks.verdicts import RANK, NodeVerdict, TargetReport, Verdict, roll_up, worst
 from convertctl.onnx_graph import Graph
-from convertctl.targets.tensorrt.parser import merge_parser, run_parser
+from convertctl.targets.tensorrt.parser import merge_parser, parse_isolated
 from convertctl.targets.tensorrt.table import (
     Condition,
     OpEntry,
@@ -594,13 +601,13 @@ def _model_findings(judge: _Judge, facts: ModelFacts) -> list[NodeVerdict]:
                            f"{section.opset_max}), not for {judge.trt}",
                     suggestion=f"export with opset <= {first_max}, or use TensorRT >= {enough[0]}.{enough[1]}"))
     # dynamic inputs: TensorRT builds need an optimization profile (min/opt/max) for each dynamic dim
-    profile = _profile_finding(facts)
+    profile = profile_finding(facts)
     if profile is not None:
         found.append(profile)
     return found
 
 
-def _profile_finding(facts: ModelFacts) -> NodeVerdict | None:
+def profile_finding(facts: ModelFacts) -> NodeVerdict | None:
     """One finding for every dynamic dim without a range (one optimization profile holds them all), with the
     suggestion `--dim` and a recipe's `dims` take verbatim (model_facts.dims_suggestion). It says for TensorRT
     what the model-level findings say per dim: `convertctl check` shows this one in their place."""
@@ -630,8 +637,37 @@ def _model_notes(judge: _Judge, facts: ModelFacts) -> list[str]:
     return notes
 
 
-def check_tensorrt(facts: ModelFacts, version: str = "10") -> TargetReport:
-    """Judge every node of the model for TensorRT `version` ("10", "11", "10.8", or "auto")."""
+def _sibling_evidence(facts: ModelFacts, graph: GraphIndex, by_node: dict[str, NodeVerdict], notes: list[str]) -> str:
+    """Where TensorRT itself is absent: the ONNX parser of each installed sibling product (the targets that build
+    with this package's code, `Target.shares`; today TensorRT for RTX) parses the model, and every node where it
+    disagrees with the table gets a note labelled with that product. The table's verdicts stand: the sibling
+    shares the onnx-tensorrt parser lineage, not TensorRT's exact operator set. Returns what `judged_by` adds."""
+    import importlib.util
+
+    from convertctl.targets import registry
+
+    added = ""
+    for sibling in registry.all_targets():
+        if "tensorrt" not in sibling.shares or importlib.util.find_spec(sibling.module) is None:
+            continue
+        try:
+            result = parse_isolated(facts.path, sibling)
+        except Exception as exc:  # noqa: BLE001 - evidence that could not be had is said, never fatal
+            notes.append(f"{sibling.title} evidence: its ONNX parser could not run: {type(exc).__name__}: {exc}")
+            continue
+        before = len(notes)
+        merge_parser(result, graph.top_nodes, graph.top_names, by_node, notes, override=False)
+        agreed = len(notes) == before
+        notes.append(f"{result.label} ONNX parser (evidence, not TensorRT itself) "
+                     + ("found no node where it disagrees with the table" if agreed else
+                        f"disagrees with the table on {len(notes) - before} node(s): noted above; the table's verdicts stand"))
+        added += f"; {result.label} ONNX parser compared as evidence (notes)"
+    return added
+
+
+def check_tensorrt(facts: ModelFacts, version: str = "10", evidence: bool = True) -> TargetReport:
+    """Judge every node of the model for TensorRT `version` ("10", "11", "10.8", or "auto"). `evidence`: where
+    TensorRT is absent, compare the table with the ONNX parser of an installed sibling product (notes only)."""
     table = load_table()
     installed = installed_tensorrt_version()
     sel = select_version(version, table, installed)
@@ -665,12 +701,14 @@ def check_tensorrt(facts: ModelFacts, version: str = "10") -> TargetReport:
                      "its ONNX parser was not run")
     if sel.parser:
         try:
-            result = run_parser(facts.path)
+            result = parse_isolated(facts.path)
             merge_parser(result, graph.top_nodes, graph.top_names, by_node, notes)
             how += f" + TensorRT {result.version} ONNX parser"
-        except Exception as exc:  # noqa: BLE001 - a broken installation must not break the check
+        except Exception as exc:  # noqa: BLE001 - a broken installation (or a parser crash) must not break the check
             notes.append(f"TensorRT {sel.installed} is installed but its ONNX parser could not run: "
                          f"{type(exc).__name__}: {exc}")
+    elif evidence and installed is None:
+        how += _sibling_evidence(facts, graph, by_node, notes)
     notes += judge.notes
 
     model_level = _model_findings(judge, facts)

@@ -41,3 +41,7 @@ class TensorRTOptions(TargetOptions):
         "path is taken from the current folder. null: "
         "`<cache dir>/tensorrt/timing-<TensorRT version>-sm<compute capability>.cache`."))
     device: int = Field(0, ge=0, description="CUDA device index the engine is built, verified and timed on.")
+    kit_test_build: bool = Field(True, description=(
+        "Where TensorRT is not installed but NVIDIA's TensorRT for RTX is, the build kit's ONNX is parsed and built "
+        "with it, with the kit's profile, and a kit it cannot build makes the artifact an error. `false`: no such "
+        "trial (for a model that TensorRT 10/11 takes and TensorRT for RTX refuses)."))

@@ -64,6 +64,18 @@ class Profiles:
         return {"inputs": [p.to_dict() for p in self.inputs], "dynamic": [p.name for p in self.dynamic],
                 "shaped": [p.name for p in self.shaped], "notes": list(self.notes)}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Profiles:
+        """The profiles a kit was written with (its kit.json `profiles`, to_dict's form)."""
+        shaped = set(data.get("shaped", data.get("dynamic", [])))
+        inputs = []
+        for p in data["inputs"]:
+            dims = tuple(p["dims"])
+            dynamic = any(isinstance(d, str) for d in dims)
+            inputs.append(InputProfile(p["name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]), dims,
+                                       open=p["name"] in shaped and not dynamic))
+        return cls(inputs, list(data.get("notes", [])))
+
 
 def _fixed(d) -> bool:
     return isinstance(d, int) and not isinstance(d, bool) and d > 0

@@ -60,6 +60,19 @@ def _can_run(spec: TensorRTRTXOptions) -> str | None:
     return why_not_run(spec)
 
 
+def _test_build_kit(folder: Path, settings: dict, spec):
+    from convertctl.targets.tensorrt_rtx.kit_test import test_build_kit
+
+    return test_build_kit(folder, settings, spec)
+
+
+def _check(facts):
+    """The judge of `convertctl check`: TensorRT-RTX's own ONNX parser, per node (check.py)."""
+    from convertctl.targets.tensorrt_rtx.check import check_tensorrt_rtx
+
+    return check_tensorrt_rtx(facts)
+
+
 def _emission(spec: TensorRTRTXOptions) -> str:
     """INT8 from the symmetric Q/DQ emission, FP16 from the FP16-typed ONNX: the network is strongly typed."""
     return {"fp32": "fp32", "fp16": "fp16", "int8": "qdq_s8"}[spec.precision]
@@ -81,5 +94,9 @@ TARGET = Target(
     # cuda-bindings: the CUDA binding the runner uses for device memory (and the GPU query of can_run)
     environment=("tensorrt-rtx-cu13", "cuda-bindings"),
     can_run=_can_run,
+    check=_check,
     shares=("tensorrt",),  # the builder, profiles, Q/DQ rules and runner of the tensorrt target's package
+    # where TensorRT itself is missing, every tensorrt build kit is parsed and built with TensorRT-RTX (kit_test.py)
+    test_builds_kits_of=("tensorrt",),
+    test_build_kit=_test_build_kit,
 )
