@@ -20,6 +20,7 @@ import bench_help
 import bench_latency
 import bench_pipeline
 import bench_simplify
+import tensorrt_rtx_builds
 from common import (
     GATE,
     MODELS,
@@ -33,7 +34,7 @@ from common import (
     source_state,
 )
 
-BENCHES = ("help", "pipeline", "latency", "simplify", "calibration", "check")
+BENCHES = ("help", "pipeline", "latency", "simplify", "calibration", "check", "tensorrt_rtx")
 LATENCY_COLUMNS = (
     "median ms | p90 ms | round medians ms | speed vs torch | threads | precision "
     "| cosine vs torch | max abs vs torch"
@@ -289,6 +290,8 @@ def main() -> int:
                     results[name] = bench_calibration.bench(_artifacts(results, artifacts))
                 elif name == "check":  # its own process: the ground truth forks one child per model from it
                     results[name] = bench_check.run_in_subprocess(args.quick, max(GATE.budget_s, 0))
+                elif name == "tensorrt_rtx":  # benchmark 9: a `convertctl run` per corpus model, ~7 min
+                    results[name] = tensorrt_rtx_builds.bench()
                 else:
                     results[name] = bench_simplify.bench(_artifacts(results, artifacts))
             results[name]["seconds"] = round(time.perf_counter() - t, 1)

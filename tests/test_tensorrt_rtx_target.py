@@ -408,6 +408,26 @@ def test_a_real_corpus_model_builds_fp32_fp16_and_int8_engines(tmp_path):
         assert gate["passed"] is True and "built, not run" in gate["against"]
 
 
+CLS = REPO / "recipes" / "models" / "corpus" / "ppocr_cls_v2_onnx" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CLS.is_file(), reason="the corpus is fetched by `make models`")
+def test_two_open_dims_named_alike_are_built_at_two_sizes(tmp_path):
+    """PP-OCR's classifier: `x [-1, 3, ?, ?]`. The parser takes equal dim names for one dim, so at 48x192 the build
+    failed ("Input dimensions with this name have different constant values") until the engine was built from a
+    copy carrying the profile's names, as a tensorrt kit is."""
+    res = run_cli("build", CLS, "-t", "tensorrt_rtx", "--dim", "x_2=48", "--dim", "x_3=192", "--dim", "batch=1:2:4",
+                  "--no-latency", "-o", tmp_path / "out", "--json")
+    assert res.code == 0, res.stderr
+    (artifact,) = json.loads(res.stdout)["artifacts"]
+    assert artifact["status"] == ("skipped" if NO_GPU else "ok"), artifact["reason"]
+    meta = json.loads((tmp_path / "out" / "targets" / "tensorrt_rtx_fp32" / "engine.json").read_text())
+    assert meta["dims_named"] == {"x": [-1, 3, "?", "?"]}
+    assert meta["io_tensors"][0]["profile"] == {"min": [1, 3, 48, 192], "opt": [2, 3, 48, 192], "max": [4, 3, 48, 192]}
+    assert describe(CLS).inputs[0].shape == [-1, 3, "?", "?"]  # the user's model is untouched
+
+
 # -- every tensorrt build kit is test-built with TensorRT-RTX where TensorRT itself is missing ---------------------
 HAVE_TRT = registry.get("tensorrt").installed()
 WITHOUT_TRT = pytest.mark.skipif(HAVE_TRT, reason="tests the machine without TensorRT, where kits are test-built")

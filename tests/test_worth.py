@@ -48,6 +48,24 @@ def test_artifacts_that_did_not_run_or_were_not_timed_are_left_out():
     assert worth_findings([fp32, broken, untimed], None, 4_000_000) == []
 
 
+def test_engines_built_where_they_cannot_run_are_compared_by_size_with_their_fp32_twin():
+    """TensorRT-RTX engines without a GPU are "skipped" (built, not run) or "failed" (their ONNX failed the gate):
+    measured on the corpus, mtcnn_pnet's int8 engine was compared with the 0.03 MB ONNX instead of the fp32 engine,
+    and fer_emotion's int8 engine, 6.4x its fp32 one, was not flagged at all."""
+    def engine(id_, precision, mb, status):
+        files = [FileRecord(path=f"targets/{id_}/model.engine", sha256="0" * 64, bytes=int(mb * 1e6))]
+        return ArtifactRecord(id=id_, runtime="tensorrt_rtx", precision=precision, status=status, files=files,
+                              reason="built; not run: no supported GPU")
+
+    fp32, int8 = engine("rtx_fp32", "fp32", 0.57, "skipped"), engine("rtx_int8", "int8", 3.64, "skipped")
+    assert worth_findings([fp32, int8], None, 30_000) == ["rtx_int8 is larger than rtx_fp32: 3.64 MB vs 0.57 MB"]
+    failed = engine("rtx_int8", "int8", 1.21, "failed")
+    assert worth_findings([engine("rtx_fp32", "fp32", 1.00, "skipped"), failed], None, 30_000) == [
+        "rtx_int8 is larger than rtx_fp32: 1.21 MB vs 1.00 MB"]
+    assert worth_findings([engine("rtx_fp32", "fp32", 1.0, "skipped"), engine("rtx_fp16", "fp16", 0.6, "skipped")],
+                          None, 30_000) == []
+
+
 def _int8(id_, runtime, built_from, status, cosine):
     from convertctl.report.manifest import Comparison, OutputMetrics
 

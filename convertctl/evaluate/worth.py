@@ -26,12 +26,17 @@ def _measured(latency) -> bool:
     return latency is not None and latency.status == "measured" and bool(latency.p50_ms)
 
 
+def _built(record) -> bool:
+    """It has its model files: run or not (an engine built where it cannot run is "skipped" but has its size)."""
+    return record.status != "error" and model_bytes(record) > 0
+
+
 def worth_findings(artifacts, baseline=None, fp32_onnx_bytes: int | None = None) -> list[str]:
     """One line per INT8/FP16 artifact that is slower or larger than its FP32 counterpart."""
-    fp32 = {a.runtime: a for a in artifacts if a.precision == "fp32" and a.status in ("ok", "failed")}
+    fp32 = {a.runtime: a for a in artifacts if a.precision == "fp32" and _built(a)}
     lines = []
     for a in artifacts:
-        if a.precision == "fp32" or a.status not in ("ok", "failed"):
+        if a.precision == "fp32" or not _built(a):
             continue
         twin = fp32.get(a.runtime)
         size, twin_size = model_bytes(a), (model_bytes(twin) if twin else fp32_onnx_bytes)

@@ -10,6 +10,7 @@ level.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from convertctl.targets.base import BuildContext, BuiltArtifact, Runner, Target
@@ -17,8 +18,8 @@ from convertctl.targets.tensorrt_rtx.options import TensorRTRTXOptions
 
 
 def _build(onnx_path: Path, spec: TensorRTRTXOptions, out_dir: Path, ctx: BuildContext | None = None) -> BuiltArtifact:
-    from convertctl.model import describe
-    from convertctl.targets.tensorrt.kit import check_qdq_for_tensorrt, graph_precision
+    from convertctl.model import copy_model, describe
+    from convertctl.targets.tensorrt.kit import check_qdq_for_tensorrt, graph_precision, name_open_dims
     from convertctl.targets.tensorrt.profiles import compute_profiles
     from convertctl.targets.tensorrt_rtx.builder import build_engine
 
@@ -28,7 +29,14 @@ def _build(onnx_path: Path, spec: TensorRTRTXOptions, out_dir: Path, ctx: BuildC
         check_qdq_for_tensorrt(onnx_path)
     profiles = compute_profiles(describe(onnx_path).inputs, ctx.inputs, ctx.dims, ctx.explicit_dims)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = build_engine(onnx_path, spec, profiles, out_dir, precision[0])
+    with tempfile.TemporaryDirectory(prefix="convertctl-rtx-") as scratch:
+        # the profile's dim names on a copy, as in a tensorrt kit: the parser takes equal dim names for one dim,
+        # so PP-OCR's `x [-1, 3, ?, ?]` at 48x192 is otherwise refused ("different constant values")
+        copy_model(onnx_path, Path(scratch))
+        named = Path(scratch) / "model.onnx"
+        renamed = name_open_dims(named, profiles)
+        meta = build_engine(named, spec, profiles, out_dir, precision[0])
+    meta["dims_named"] = renamed
     (out_dir / "engine.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     settings = {"tensorrt_rtx": meta["tensorrt_rtx"]["version"], "graph_precision": precision[0],
                 "compute_capabilities": meta["compute_capabilities"]["targeted"], "profiles": profiles.to_dict(),
