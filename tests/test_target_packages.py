@@ -38,6 +38,9 @@ WORDS = {
     "tensorrt": re.compile(r"(?i)tensorrt|trtexec|(?<![a-z0-9])trt(?![a-z0-9])|(?<![A-Za-z])Trt(?=[A-Z])"),
     "tensorrt_rtx": re.compile(r"(?i)tensorrt[_-]?rtx|(?<![a-z0-9])trt_?rtx"),
     "openvino": re.compile(r"(?i)openvino|nncf"),
+    "mnn": re.compile(r"(?i)(?<![a-z0-9])mnn|mnnconvert|mnnquant"),
+    "ncnn": re.compile(r"(?i)ncnn|pnnx"),
+    "litert": re.compile(r"(?i)litert|tflite|onnx2tf"),
 }
 EXEMPT = {"onnxruntime": "ONNX Runtime is the core's reference executor (see the module docstring)"}
 
