@@ -83,7 +83,9 @@ def _build(onnx_path: Path, spec: MNNOptions, out_dir: Path, ctx=None) -> BuiltA
             files.append(Path("model.mnn.json"))
     else:
         run = _convert(onnx_path, model, spec, out_dir, fp16=spec.precision == "fp16")
-        extra = {}
+        extra = {"layers": _layers(onnx_path, model, spec, ctx, out_dir)}
+        if (out_dir / "layers.json").exists():
+            files.append(Path("layers.json"))
     weights = {"fp32": "fp32", "fp16": "fp16-stored (--fp16)", "int8": "int8 (MNN offline quantizer)"}[spec.precision]
     runtime = {"backend": "CPU", "precision": spec.runtime_precision, "numThread": spec.num_threads,
                "inputs": inputs, "outputs": outputs}
@@ -96,6 +98,25 @@ def _build(onnx_path: Path, spec: MNNOptions, out_dir: Path, ctx=None) -> BuiltA
                 "converter_imports": run.modules, **extra}
     write_readme(out_dir, onnx_path, spec, settings)
     return BuiltArtifact(files=files, settings=settings)
+
+
+def _layers(onnx_path: Path, model: Path, spec: MNNOptions, ctx, out_dir: Path) -> dict:
+    """The per-layer comparison against the ONNX on one sample (layers.py); its failure never fails the build."""
+    from convertctl.targets.mnn.layers import compare_layers, probe_feeds
+    from convertctl.targets.mnn.runner import default_threads
+
+    feeds = probe_feeds(ctx)
+    if feeds is None:
+        return {"compared": 0, "skipped": "no sample to compare on (built without a run's context)"}
+    if onnx_path.stat().st_size > 1_500_000_000:
+        return {"compared": 0, "skipped": "the ONNX is too large to load with every node output (protobuf 2 GB)"}
+    config = {"backend": "CPU", "numThread": spec.num_threads or default_threads(), "precision": spec.runtime_precision}
+    try:
+        result = compare_layers(onnx_path, model, feeds, config, spec.precision)
+    except Exception as exc:  # the comparison is a diagnosis: say why it is missing, build on
+        return {"compared": 0, "error": f"{type(exc).__name__}: {exc}"[:300]}
+    (out_dir / "layers.json").write_text(json.dumps(result["rows"], indent=2) + "\n")
+    return result["summary"]
 
 
 def _open(out_dir: Path, spec: MNNOptions, settings: dict) -> Runner:
