@@ -64,10 +64,13 @@ def check_ncnn(facts: ModelFacts) -> TargetReport:
     with tempfile.TemporaryDirectory(prefix="convertctl-ncnn-check-") as tmp:
         scratch = Path(tmp)
         try:
-            conv = cv.run_pnnx(facts.path, scratch, cv.command(shapes, shapes2, False, 2), timeout=600)
-        except ConvertctlError as exc:
-            return report(_by_operator(facts, cv.todo_ops(exc.message) or _named_ops(exc.message, pairs),
-                                       exc.message) or
+            conv = cv.run_pnnx(facts.path, scratch, cv.command(shapes, shapes2, False, 2), timeout=600,
+                               shapes=shapes)
+        except ConvertctlError as exc:  # a crash or timeout: the nodes the one-node trials named, else the model
+            named = [(label, node) for label, node in facts.nodes if f"({label})" in exc.message]
+            return report([NodeVerdict(node=label, op_type=node.op_type, domain=_domain(node), verdict="unsupported",
+                                       reason=exc.message, suggestion=exc.hint, source=facts.sources.get(label))
+                           for label, node in named] or
                           [NodeVerdict(node="", op_type="", verdict="unsupported", reason=exc.message,
                                        suggestion=exc.hint)])
         notes.append(f"pnnx converted in {conv.seconds:.1f} s: {cv.command(shapes, shapes2, False, 2)[1]}"
@@ -107,11 +110,6 @@ def _by_operator(facts: ModelFacts, ops: list[str], reason: str | None) -> list[
                 suggestion="replace it before export (or decompose it into operators ncnn has), or register a "
                            "custom ncnn layer", source=facts.sources.get(label)))
     return found
-
-
-def _named_ops(message: str, pairs: list[tuple[str, str]]) -> list[str]:
-    kinds = {k for _, k in pairs}
-    return [k for k in kinds if f" {k} " in f" {message} "]
 
 
 def _trial_run(ncnn, folder: Path, shapes, out_names: list[str]) -> str | None:

@@ -109,9 +109,11 @@ def command(shapes, shapes2, fp16: bool, optlevel: int) -> list[str]:
                   f"ncnnparam={PARAM}", f"ncnnbin={BIN}"]
 
 
-def run_pnnx(onnx_path: Path, scratch: Path, args: list[str], timeout: float) -> Conversion:
+def run_pnnx(onnx_path: Path, scratch: Path, args: list[str], timeout: float,
+             shapes: list[tuple[list[int], int]] | None = None) -> Conversion:
     """Copy the ONNX (and its external data) into `scratch` as model.onnx and run pnnx there, its output to a log.
-    A timeout or a native abort raises ConvertctlError naming the last operator pnnx reported."""
+    A timeout or a native abort raises ConvertctlError naming the operators pnnx reported, or for a crash (given the
+    traced `shapes`) the operators whose one-node conversion crashes it too (isolate.py)."""
     from convertctl.model import copy_model
     from convertctl.processes import run
 
@@ -134,8 +136,16 @@ def run_pnnx(onnx_path: Path, scratch: Path, args: list[str], timeout: float) ->
     if done.returncode != 0:
         how = (f"was killed by signal {-done.returncode}" if done.returncode < 0 else
                f"exited with code {done.returncode}")
-        raise ConvertctlError(f"pnnx {how} while converting the model" + _where(text),
-                              hint=_todo_hint(conv.todo))
+        culprits = []
+        if shapes is not None and not conv.todo:
+            from convertctl.targets.ncnn.isolate import crashing_operators
+
+            culprits = crashing_operators(onnx_path, shapes, scratch / "isolate")
+        where = (f"; converted alone, {', '.join(culprits)} crash{'es' if len(culprits) == 1 else ''} it too"
+                 if culprits else "")
+        raise ConvertctlError(f"pnnx {how} while converting the model" + _where(text) + where,
+                              hint=_todo_hint(conv.todo) or ("replace that operator before export, or convert "
+                                                             "with another ncnn toolchain" if culprits else None))
     if conv.ok:
         conv.layer_types = param_layer_types((scratch / PARAM).read_text())
     return conv

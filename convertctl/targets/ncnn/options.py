@@ -32,6 +32,10 @@ class NcnnOptions(TargetOptions):
     optlevel: Literal[0, 1, 2] = Field(2, description=(
         "pnnx's graph optimization level (`optlevel=`): 0 none, 1 fusions that keep the layers, 2 all (its "
         "default)."))
+    per_layer: bool = Field(True, description=(
+        "Compare the built model blob by blob with ONNX Runtime on the first calibration sample and record the "
+        "first diverging layer in the artifact's settings (`per_layer`); blobs are matched to ONNX tensors by "
+        "value, since pnnx renames and fuses them. Needs a `calibration` section; costs one run of each."))
     convert_timeout_s: int = Field(600, ge=10, description=(
         "Seconds pnnx may take to convert the model in its child process before it is stopped."))
 

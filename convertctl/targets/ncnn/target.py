@@ -47,7 +47,7 @@ def convert(onnx_path: Path, out_dir: Path, specs: list[dict], dims: dict, fp16:
     args = cv.command(shapes, shapes2, fp16, optlevel)
     scratch = out_dir / _SCRATCH
     try:
-        conv = cv.run_pnnx(onnx_path, scratch, args, timeout)
+        conv = cv.run_pnnx(onnx_path, scratch, args, timeout, shapes)
         why = cv.failure(conv, nodes)
         if why:
             raise ConvertctlError(why, hint="replace the operator before export, or register a custom ncnn layer")
@@ -105,7 +105,28 @@ def _build(onnx_path: Path, spec: NcnnOptions, out_dir: Path, ctx=None) -> Built
                 "weights": kit["weights"], "layers": kit["layers"],
                 "blobs": {b["onnx"]: b["blob"] for b in kit["blobs"]["inputs"] + kit["blobs"]["outputs"]},
                 **({"num_threads": spec.num_threads} if spec.num_threads else {}), **({"notes": notes} if notes else {})}
+    if spec.per_layer:
+        settings["per_layer"] = _per_layer(onnx_path, out_dir, ctx)
     return BuiltArtifact(files=[Path(PARAM), Path(BIN), Path("kit.json")], settings=settings)
+
+
+def _per_layer(onnx_path: Path, out_dir: Path, ctx) -> dict | str:
+    """layers.compare on the first calibration sample, summarised for the manifest."""
+    if ctx is None or ctx.calibration is None:
+        return "not run: no calibration samples (the recipe has no calibration section)"
+    from convertctl.targets.ncnn.layers import compare
+
+    feeds = next(iter(ctx.calibration()))
+    report = compare(out_dir, onnx_path, feeds)
+
+    def line(row):
+        return (f"{row['layer']} ({row['type']}, blob {row['blob']}) ~ ONNX {row['onnx_node']}: cosine "
+                f"{row['cosine']:.6f}") if row and "cosine" in row else (
+                f"{row['layer']} ({row['type']}, blob {row['blob']})" if row else None)
+
+    return {"sample": "the first calibration sample", "blobs": report["blobs"], "matched": report["matched"],
+            "threshold": report["threshold"], "first_divergence": line(report["first_divergence"]),
+            "first_unmatched": line(report["first_unmatched"]), "worst": [line(r) for r in report["worst"][:3]]}
 
 
 def _open(out_dir: Path, spec: NcnnOptions, settings: dict) -> Runner:
