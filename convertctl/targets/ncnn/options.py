@@ -22,8 +22,9 @@ class NcnnOptions(TargetOptions):
         "`fp32`: FP32 weights in `model.ncnn.bin` (pnnx `fp16=0`) and every FP16/BF16 option of the net off. "
         "`fp16`: FP16 weights in `model.ncnn.bin` (pnnx `fp16=1`) and ncnn's `use_fp16_storage`, "
         "`use_fp16_packed` and (with `fp16_arithmetic`) `use_fp16_arithmetic` on. What of it ncnn really uses "
-        "depends on the CPU: on x86 no layer stores activations in FP16; with F16C, InnerProduct and Gemm keep "
-        "their weights in FP16 and compute in FP32 (recorded in `effective`). `int8` is refused: " + NO_INT8 + "."))
+        "depends on the CPU: ncnn stores activations in FP16 only on ARM (asimdhp) and RISC-V (zfh); on x86 "
+        "only the weights are FP16 (InnerProduct keeps them so with F16C) and it computes in FP32 (recorded in "
+        "`effective.fp16_here`). `int8` is refused: " + NO_INT8 + "."))
     num_threads: int | None = Field(None, ge=1, description=(
         "`net.opt.num_threads` (recorded in `kit.json`); null: ncnn's default (the physical big cores)."))
     fp16_arithmetic: bool = Field(True, description=(
