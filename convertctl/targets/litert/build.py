@@ -127,7 +127,7 @@ def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext
     inputs = _inputs(work / "model.onnx", ctx)
     calib = _calibration(ctx, spec, inputs, work) if spec.precision == "int8" else {}
     argv = _argv(spec, inputs, calib)
-    ran = converter.run(argv, work, str(work / "model.onnx"), spec.converter_timeout)
+    ran = converter.run(argv, work, str((work / "model.onnx").resolve()), spec.converter_timeout_s)
     suffix = _OUTPUTS[spec.precision] if spec.precision != "int8" else _OUTPUTS[("int8", spec.int8_io)]
     made = work / "saved_model" / f"model_{suffix}.tflite"
     if not made.exists():  # onnx2tf logs a failed quantization as a warning and goes on

@@ -3,7 +3,7 @@
 Why its own environment: onnx2tf 1.29.24 (the last release for Python 3.11) pins tensorflow 2.19.0, numpy 1.26.4,
 onnx 1.19.1, onnxruntime 1.23.0 and ai-edge-litert 2.1.0, which conflict with convertctl's own. `make frameworks`
 builds it from env.txt beside this file. Why a child: TensorFlow takes seconds to import and a native converter
-abort must not take the run with it; a hang is stopped at `converter_timeout`.
+abort must not take the run with it; a hang is stopped at `converter_timeout_s`.
 
 The interpreter, in this order: $CONVERTCTL_ONNX2TF_PYTHON; <cache>/envs/onnx2tf/bin/python (make frameworks);
 this interpreter if it has onnx2tf and tensorflow.
@@ -86,8 +86,8 @@ def run(argv: list[str], workdir: Path, onnx: str, timeout: float) -> dict:
             proc = processes.run([python, "-m", WORKER, request.name], timeout=timeout, stdout=out,
                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=workdir)
         except subprocess.TimeoutExpired:
-            raise ConvertctlError(f"onnx2tf did not finish within converter_timeout ({int(timeout)} s) and was "
-                                  "stopped", hint=f"raise converter_timeout; full log: {log}") from None
+            raise ConvertctlError(f"onnx2tf did not finish within converter_timeout_s ({int(timeout)} s) and was "
+                                  "stopped", hint=f"raise converter_timeout_s; full log: {log}") from None
     seconds = round(time.perf_counter() - t0, 3)
     if error.exists():
         raise ConvertctlError(_failure(json.loads(error.read_text()), log, onnx), hint=f"full log: {log}")
@@ -124,6 +124,8 @@ def _failure(err: dict, log: Path, onnx: str) -> str:
         detail = re.findall(r"^\s*(?:ValueError|TypeError|RuntimeError|InvalidArgumentError)?:?\s*(Dimensions must be "
                             r"equal.*|.*[Ii]ncompatible shapes.*|.*not supported.*)$", text, re.M)
         message = detail[-1].strip()[:300] if detail else message
+    if node and op_type and message.startswith("ModuleNotFoundError: No module named 'onnx2tf.ops."):
+        return f"onnx2tf has no converter for {op_type} (node {node!r}): \"{op_type} OP is not yet implemented\""
     where = f" at {op_type} node {node!r}" if node and op_type else (f" at node {node!r}" if node else "")
     return f"onnx2tf cannot convert the model{where}: {message}"
 

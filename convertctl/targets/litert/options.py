@@ -37,5 +37,5 @@ class LiteRTOptions(TargetOptions):
         "Interpreter threads (`num_threads` of `ai_edge_litert.interpreter.Interpreter`, recorded in "
         "`signature.json`); null: one per CPU core this process may use, set explicitly (the interpreter's own default "
         "is not reported back)."))
-    converter_timeout: int = Field(1800, ge=10, description=(
+    converter_timeout_s: int = Field(1800, ge=10, description=(
         "Seconds the onnx2tf conversion may take before its process is stopped and the build fails."))
