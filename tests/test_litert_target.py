@@ -258,3 +258,20 @@ def test_corpus_models_fp32(model_id, max_abs, tmp_path):
     for name, out in art["verification"][0]["outputs"].items():
         assert out["max_abs"] <= max_abs and (out["cosine"] is None or out["cosine"] > 0.9999), (name, out)
     assert art["settings"]["static_shapes"] is True and "-ois" in art["settings"]["command"]
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@needs_corpus
+@needs_runtime
+@needs_onnx2tf
+def test_ppocrv4_rec_is_refused_by_onnx2tf_naming_the_operator(tmp_path):
+    """PP-OCRv4 rec (SVTR: attention blocks, Reshape/Transpose chains between NCHW and token layouts) does not convert
+    with onnx2tf 1.29.24, static shapes or not: its layout inference gives a Conv a 1-channel input (dynamic width:
+    a MatMul fails instead, measured). The run says so by operator, with onnx2tf's own reason, and exits 1."""
+    run = _corpus_run("ppocrv4_rec_onnx", tmp_path, [{"runtime": "litert", "precision": "fp32"}])
+    art = run["manifest"]["artifacts"][0]
+    assert run["code"] == 1 and art["status"] == "error"
+    assert art["reason"].startswith("onnx2tf cannot convert the model at Conv node '"), art["reason"]
+    assert "Depth of input (1) is not a multiple of input depth of filter (120)" in art["reason"]
+    assert "onnx2tf.log" in art["reason"]

@@ -17,8 +17,12 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _line(exc: BaseException) -> str:
-    text = [x.strip() for x in _ANSI.sub("", str(exc)).splitlines() if x.strip()]
-    return f"{type(exc).__name__}: {text[-1][:300]}" if text else type(exc).__name__
+    """The reason in a TensorFlow/Keras exception text, without its frames, call arguments and graph node dumps."""
+    skip = ("Exception encountered", "Call arguments", "\u2022", "in user code", "File ", "raise ", "return ")
+    lines = [x.strip() for x in _ANSI.sub("", str(exc)).splitlines() if x.strip()]
+    reason = next((x for x in lines if not x.startswith(skip)), lines[0] if lines else "")
+    reason = re.sub(r" for '\{\{node.*?'(?= with input shapes|$)", "", reason)  # TF's node dump, not the shapes
+    return f"{type(exc).__name__}: {reason[:300]}" if reason else type(exc).__name__
 
 
 def _op_type(onnx_path: str, node_name: str | None) -> str | None:
