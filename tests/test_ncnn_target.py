@@ -253,3 +253,19 @@ def test_magika_crashes_pnnx_and_the_operator_is_named(tmp_path):
     assert arts["_code"] == 1 and a["status"] == "error"
     assert "pnnx was killed by signal 11" in a["reason"]
     assert "Expand (jax2tf_get_logits_/pjit_get_logits_/pjit__one_hot_/BroadcastTo)" in a["reason"]
+
+
+@pytest.mark.corpus
+@needs_corpus
+def test_mtcnn_pnet_from_pytorch_with_its_blob_by_blob_comparison(tmp_path):
+    """A PyTorch state dict (dynamic H/W, PReLU, ceil-mode pooling, two outputs): FP32 and FP16 against PyTorch, and
+    the per-layer comparison on the first calibration photo matches every ncnn blob to an ONNX tensor."""
+    arts = _corpus_build("mtcnn_pnet", tmp_path, "fp32", "fp16")
+    fp32, fp16 = arts["ncnn_fp32"], arts["ncnn_fp16"]
+    assert fp32["status"] == fp16["status"] == "ok", (fp32["reason"], fp16["reason"])
+    assert fp32["verification"][0]["against"] == "pytorch"
+    assert _worst_cosine(fp32) > 0.99999 and _worst_cosine(fp16) > 0.9999  # measured 1.000000, 0.999998
+    assert set(fp32["settings"]["blobs"]) == {"image", "boxes", "probs"}
+    for a in (fp32, fp16):
+        layers = a["settings"]["per_layer"]
+        assert layers["blobs"] == layers["matched"] == 12 and layers["first_divergence"] is None

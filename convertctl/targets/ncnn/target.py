@@ -117,7 +117,10 @@ def _per_layer(onnx_path: Path, out_dir: Path, ctx) -> dict | str:
     from convertctl.targets.ncnn.layers import compare
 
     feeds = next(iter(ctx.calibration()))
-    report = compare(out_dir, onnx_path, feeds)
+    try:
+        report = compare(out_dir, onnx_path, feeds)
+    except Exception as exc:  # a diagnosis that cannot be made must not fail the artifact: say why instead
+        return f"not run: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
 
     def line(row):
         return (f"{row['layer']} ({row['type']}, blob {row['blob']}) ~ ONNX {row['onnx_node']}: cosine "
