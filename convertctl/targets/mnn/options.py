@@ -25,11 +25,13 @@ class MNNOptions(TargetOptions):
     num_threads: int | None = Field(None, ge=1, le=64, description=(
         "MNN's `numThread` for the CPU backend (in `runtime.json`); null: the CPUs this process may run on (at most "
         "4, MNN's own default). The number the session reports using is recorded in the artifact's `effective`."))
-    int8_feature_method: Literal["KL", "ADMM", "EMA"] = Field("KL", description=(
+    int8_feature_method: Literal["auto", "KL", "ADMM", "EMA"] = Field("auto", description=(
         "How MNN's quantizer picks the activation scales (`feature_quantize_method`; `precision: int8` only). `KL`: "
         "KL-divergence calibration on histograms (MNN's default); `ADMM`: ADMM optimisation over the samples; "
         "`EMA`: exponential moving averages of asymmetric ranges (MNN switches to it by itself when the converted "
-        "model still has a BatchNorm)."))
+        "model still has a BatchNorm). `auto`: `KL`, and `ADMM` when the quantizer crashes natively with `KL` (MNN "
+        "3.6.1 does on models with a ReduceMean, e.g. global average pooling written as a mean: measured); the "
+        "method used and why are recorded."))
     int8_weight_method: Literal["MAX_ABS", "ADMM"] = Field("MAX_ABS", description=(
         "How MNN's quantizer quantizes the weights (`weight_quantize_method`; `precision: int8` only): symmetric "
         "per-channel from the largest absolute value (`MAX_ABS`), or ADMM."))

@@ -61,12 +61,12 @@ def skip_names(onnx_path: Path, exclude_nodes: list[str], exclude_ops: list[str]
     return list(dict.fromkeys(names)), missing
 
 
-def config(spec, folder: Path, count: int, shapes: dict[str, list[int]], skip: list[str]) -> dict:
+def config(method: str, spec, folder: Path, count: int, shapes: dict[str, list[int]], skip: list[str]) -> dict:
     return {
         "input_type": "sequence",
         "path": str(folder),
         "used_sample_num": count,
-        "feature_quantize_method": spec.int8_feature_method,
+        "feature_quantize_method": method,
         "weight_quantize_method": spec.int8_weight_method,
         "inputs": [{"name": n, "shape": s} for n, s in shapes.items()],
         "debug": True,  # the per-tensor cosine float vs quantized: MNN's per-layer comparison
@@ -76,7 +76,7 @@ def config(spec, folder: Path, count: int, shapes: dict[str, list[int]], skip: l
 
 def quantize(float_mnn: Path, out_mnn: Path, onnx_path: Path, spec, ctx, out_dir: Path, input_names: list[str]) -> dict:
     """Quantize `float_mnn` into `out_mnn` on the calibration samples; returns the settings to record."""
-    from convertctl.targets.mnn.tool import how_it_ended, run_tool
+    from convertctl.targets.mnn.tool import how_it_ended
 
     if ctx is None or ctx.calibration is None:
         raise UsageError("an mnn int8 target needs calibration data (a `calibration` section, or --calib)")
@@ -87,28 +87,45 @@ def quantize(float_mnn: Path, out_mnn: Path, onnx_path: Path, spec, ctx, out_dir
     shutil.rmtree(samples, ignore_errors=True)
     try:
         count, shapes = write_samples(ctx.calibration, samples, input_names)
-        cfg = config(spec, samples, count, shapes, skip)
-        (out_dir / "quant.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        run = run_tool("quant", ["quantized.out", str(float_mnn), str(out_mnn), str(out_dir / "quant.json")], out_dir,
-                       "quant", spec.converter_timeout_s)
+        method = "KL" if spec.int8_feature_method == "auto" else spec.int8_feature_method
+        cfg, run = _quantize_once(method, spec, samples, count, shapes, skip, float_mnn, out_mnn, out_dir)
+        fallback = None
+        if run.returncode < 0 and spec.int8_feature_method == "auto":  # a native crash with KL: ADMM instead
+            fallback = (f"KL: the quantizer {how_it_ended(run.returncode)} (MNN 3.6.1 does with KL on models with a "
+                        "ReduceMean); ADMM used instead")
+            (out_dir / "quant.log").rename(out_dir / "quant.KL.log")
+            cfg, run = _quantize_once("ADMM", spec, samples, count, shapes, skip, float_mnn, out_mnn, out_dir)
     finally:
         shutil.rmtree(samples, ignore_errors=True)
     if run.returncode != 0 or not out_mnn.exists() or "Quantize model done" not in run.text:
         said = run.summary()
         how = how_it_ended(run.returncode) if run.returncode != 0 else "ended without writing the model"
-        raise ConvertctlError(f"MNN's offline quantizer {how}" + (f": {said}" if said else ""),
-                              hint=f"log: {run.log}")
+        raise ConvertctlError(f"MNN's offline quantizer ({cfg['feature_quantize_method']}) {how}"
+                              + (f": {said}" if said else ""),
+                              hint=f"try int8_feature_method: ADMM or EMA in the mnn target; log: {run.log}")
     # the folder of text samples is gone: quant.json says where they were, relative to the artifact
     cfg["path"] = "calibration/"
     (out_dir / "quant.json").write_text(json.dumps(cfg, indent=2) + "\n")
     layers = layer_rows(run.text, onnx_path)
     (out_dir / "layers.json").write_text(json.dumps(layers, indent=2) + "\n")
     return {"quantizer": "MNN offline quantizer (quantized.out)", "calibration_samples": count,
-            "feature_quantize_method": _method_used(run.text, spec.int8_feature_method),
+            "feature_quantize_method": _method_used(run.text, cfg["feature_quantize_method"]),
+            **({"feature_quantize_fallback": fallback} if fallback else {}),
             "weight_quantize_method": spec.int8_weight_method,
             **({"skip_quant_op_names": skip} if skip else {}),
             "quantizer_seconds": run.seconds, "quantizer_imports": run.modules,
             "layers": layer_summary(layers)}
+
+
+def _quantize_once(method, spec, samples, count, shapes, skip, float_mnn: Path, out_mnn: Path, out_dir: Path):
+    from convertctl.targets.mnn.tool import run_tool
+
+    out_mnn.unlink(missing_ok=True)
+    cfg = config(method, spec, samples, count, shapes, skip)
+    (out_dir / "quant.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    run = run_tool("quant", ["quantized.out", str(float_mnn), str(out_mnn), str(out_dir / "quant.json")], out_dir,
+                   "quant", spec.converter_timeout_s)
+    return cfg, run
 
 
 def _method_used(text: str, asked: str) -> str:

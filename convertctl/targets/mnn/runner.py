@@ -104,7 +104,7 @@ def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
     if module is None:
         raise RuntimeError(f"MNN cannot load {out_dir.name}/model.mnn")
 
-    def run(feeds: Feeds) -> list[np.ndarray]:
+    def run_once(feeds: Feeds) -> list[np.ndarray]:
         args = []
         for name in inputs:
             value = np.asarray(feeds[name])
@@ -120,6 +120,20 @@ def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
             out.append(np.array(var.read(), copy=True))
         return out
 
+    axes = saved.get("batch_axes") or {}
+
+    def run(feeds: Feeds) -> list[np.ndarray]:
+        if not saved.get("one_sample_at_a_time"):
+            return run_once(feeds)
+        sizes = {np.asarray(feeds[n]).shape[axes[n]] for n in inputs if axes.get(n) is not None
+                 and np.asarray(feeds[n]).ndim > axes[n]}
+        if len(sizes) != 1 or sizes == {1}:
+            return run_once(feeds)
+        parts = [run_once({n: (np.take(np.asarray(v), [i], axis=axes[n]) if axes.get(n) is not None
+                               and np.asarray(v).ndim > axes[n] else v) for n, v in feeds.items()})
+                 for i in range(sizes.pop())]
+        return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
+
     fp16 = _DEVICE.get("fp16")
     return Runner(run=run, output_names=list(outputs), effective={
         "mnn": MNN.version(),
@@ -130,6 +144,8 @@ def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
         # MNN computes in FP16 only with precision low/normal on a CPU with FP16 arithmetic (ARMv8.2)
         "cpu_fp16_arithmetic": bool(fp16) if fp16 is not None else None,
         "arithmetic": _arithmetic(spec.precision, saved["precision"], fp16),
+        **({"batching": "one sample at a time (MNN 3.6.1's INT8 models are wrong for a batch > 1)"}
+           if saved.get("one_sample_at_a_time") else {}),
     })
 
 

@@ -79,8 +79,7 @@ def _build(onnx_path: Path, spec: MNNOptions, out_dir: Path, ctx=None) -> BuiltA
         finally:
             float_model.unlink(missing_ok=True)
         files += [Path("quant.json"), Path("quant.log"), Path("layers.json")]
-        if (out_dir / "model.mnn.json").exists():  # the quantizer's tensor scales
-            files.append(Path("model.mnn.json"))
+        files += [Path(f) for f in ("model.mnn.json", "quant.KL.log") if (out_dir / f).exists()]  # scales; a KL crash
     else:
         run = _convert(onnx_path, model, spec, out_dir, fp16=spec.precision == "fp16")
         extra = {"layers": _layers(onnx_path, model, spec, ctx, out_dir)}
@@ -89,6 +88,12 @@ def _build(onnx_path: Path, spec: MNNOptions, out_dir: Path, ctx=None) -> BuiltA
     weights = {"fp32": "fp32", "fp16": "fp16-stored (--fp16)", "int8": "int8 (MNN offline quantizer)"}[spec.precision]
     runtime = {"backend": "CPU", "precision": spec.runtime_precision, "numThread": spec.num_threads,
                "inputs": inputs, "outputs": outputs}
+    if spec.precision == "int8":
+        # MNN 3.6.1's INT8 models give wrong results for a batch > 1 (the digits CNN: 1e22 where one sample at a time
+        # matches; measured): the runner feeds one sample at a time, cut along each input's batch axis
+        axes = {s.name: s.batch_axis for s in ctx.inputs} if ctx is not None and ctx.inputs else {}
+        runtime["one_sample_at_a_time"] = True
+        runtime["batch_axes"] = {name: axes.get(name, 0) for name in inputs}
     (out_dir / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
     settings = {"weights": weights, "precision_mode": spec.runtime_precision,
                 "num_threads": spec.num_threads or "auto (CPUs available, at most 4)",
