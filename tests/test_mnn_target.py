@@ -238,18 +238,20 @@ corpus = [pytest.mark.corpus, pytest.mark.slow,
 
 
 @pytest.mark.parametrize("model_id,max_abs", [
-    ("ppocrv4_det_onnx", 1e-5),   # dynamic height and width; measured 1.3e-7
-    ("ppocrv4_rec_onnx", 1e-4),   # SVTR (attention blocks), dynamic width; measured 6.7e-6
-    ("text_orientation", 1e-5),   # measured 3.3e-7
+    ("ppocrv4_det_onnx", 5e-4),   # dynamic H/W; a probability map: measured 5.2e-5 on real images (MNN's sigmoid)
+    ("ppocrv4_rec_onnx", 5e-4),   # SVTR (attention blocks), dynamic width; measured 6.2e-5 on real text lines
+    ("text_orientation", 1e-5),   # measured 2.4e-7
 ], ids=["ppocrv4_det_onnx", "ppocrv4_rec_onnx", "text_orientation"])
 @pytest.mark.corpus
 @pytest.mark.slow
 @pytest.mark.skipif(not (CORPUS / ".complete").exists(), reason="the corpus is fetched by `make models`")
 def test_corpus_models_fp32(model_id, max_abs, tmp_path):
-    run = _corpus_run(model_id, tmp_path, [{"runtime": "mnn", "precision": "fp32"}])
+    # real data where the recipe has it (random input gives the text detector an all-but-zero map: cosine is noise)
+    run = _corpus_run(model_id, tmp_path, [{"runtime": "mnn", "precision": "fp32"}], keep_calibration=True)
     assert run["code"] == 0, run["stderr"][-2000:]
     art = run["manifest"]["artifacts"][0]
     _fp32_close(art, max_abs)
+    assert art["settings"]["layers"]["compared"] > 10  # the per-layer comparison lined up with the ONNX
     assert art["settings"]["converter_imports"] == ["_tools"]
 
 
@@ -258,8 +260,8 @@ def test_corpus_models_fp32(model_id, max_abs, tmp_path):
 @pytest.mark.skipif(not (CORPUS / ".complete").exists(), reason="the corpus is fetched by `make models`")
 def test_magika_fp32_is_held_to_its_gate_and_the_first_diverging_layer_is_named(tmp_path):
     """Magika (a Keras model through jax2tf: GELU written out with Tanh, LayerNorm written out) converts, but on
-    real file bytes MNN's FP32 output differs from ONNX Runtime's (measured: max abs 0.87 on the class
-    probabilities, top-1 agreement 0.91 over 64 files, on an Intel Xeon with AVX-512). The gate catches it, and
+    real file bytes MNN's FP32 output differs from ONNX Runtime's (measured on the 54 held-out files: max abs 0.60 on
+    the class probabilities, cosine 0.955, top-1 agreement 0.83, on an Intel Xeon with AVX-512). The gate catches it, and
     the per-layer comparison names where MNN starts to differ, mapped to the ONNX node."""
     run = _corpus_run("magika", tmp_path, [{"runtime": "mnn", "precision": "fp32"}], keep_calibration=True)
     art = run["manifest"]["artifacts"][0]
