@@ -125,7 +125,8 @@ def test_small_cnn_fp32_and_fp16(write_recipe, tmp_path):
     for art in (fp32, fp16):
         assert art["status"] == "ok", art["reason"]
         assert art["effective"]["input_layout"] == {"image": [0, 2, 3, 1]}  # NCHW samples fed as NHWC
-        assert art["settings"]["command"].startswith("onnx2tf -i model.onnx -o saved_model -n -ois image:1,3,32,32")
+        assert art["settings"]["command"] == "onnx2tf -i model.onnx -o saved_model -n"
+        assert art["settings"]["fixed_input_shapes"] == {"image": [1, 3, 32, 32]}  # static_shapes: batch 1
     assert fp32["effective"]["num_threads"] == 1
     out = fp32["verification"][0]["outputs"]
     assert all(o["cosine"] > 0.999999 and o["max_abs"] < 1e-5 for o in out.values()), out  # measured 7.5e-8
@@ -137,10 +138,10 @@ def test_small_cnn_fp32_and_fp16(write_recipe, tmp_path):
     assert (folder / "litert_fp16" / "model.tflite").stat().st_size < (folder / "litert_fp32" /
                                                                       "model.tflite").stat().st_size
     sig = json.loads((folder / "litert_fp32" / "signature.json").read_text())
-    assert sig["signature"] == "serving_default"
-    assert [(i["onnx"], i["shape"][1:], i["dtype"]) for i in sig["inputs"]] == [("image", [32, 32, 3], "float32")]
+    assert [(i["onnx"], i["shape"], i["dtype"]) for i in sig["inputs"]] == [("image", [1, 32, 32, 3], "float32")]
     kit = json.loads((folder / "litert_fp16" / "kit.json").read_text())
     assert kit["writes"] == "saved_model/model_float16.tflite, shipped as model.tflite"
+    assert kit["run_in"] == "a folder holding the ONNX with its dynamic input dims fixed to image:1x3x32x32, as model.onnx"
 
 
 @pytest.mark.slow
@@ -257,7 +258,7 @@ def test_corpus_models_fp32(model_id, max_abs, tmp_path):
     assert art["status"] == "ok", art["reason"]
     for name, out in art["verification"][0]["outputs"].items():
         assert out["max_abs"] <= max_abs and (out["cosine"] is None or out["cosine"] > 0.9999), (name, out)
-    assert art["settings"]["static_shapes"] is True and "-ois" in art["settings"]["command"]
+    assert art["settings"]["static_shapes"] is True and art["settings"]["fixed_input_shapes"]
 
 
 @pytest.mark.corpus

@@ -52,8 +52,6 @@ def _inputs(onnx_path: Path, ctx: BuildContext) -> list[dict]:
 
 def _argv(spec: LiteRTOptions, inputs: list[dict], calib: dict[str, str]) -> list[str]:
     argv = ["-i", "model.onnx", "-o", "saved_model", "-n"]
-    if spec.static_shapes and any(None in i["shape"] for i in inputs):
-        argv += ["-ois", *(f"{i['name']}:{','.join(map(str, i['static']))}" for i in inputs)]
     # inputs kept as they are: all of them for input_layout onnx; else the ones onnx2tf would transpose although
     # they are not images (3-D sequences NCW -> NWC would surprise a caller)
     keep = [i["name"] for i in inputs if spec.input_layout == "onnx" or len(i["shape"]) not in (4, 5)]
@@ -64,6 +62,28 @@ def _argv(spec: LiteRTOptions, inputs: list[dict], calib: dict[str, str]) -> lis
         for name, path in calib.items():  # the samples are already preprocessed: mean 0, std 1
             argv += ["-cind", name, path, "[0.0]", "[1.0]"]
     return argv
+
+
+def _fix_shapes(onnx_path: Path, inputs: list[dict]) -> None:
+    """The copy's dynamic input dims fixed in place (static_shapes). Not onnx2tf's -ois: with it, PP-OCRv4 det kept a
+    dynamic input in the .tflite and a ConvTranspose output size from another shape (the interpreter refused it:
+    "computed_input_height != SizeOfDimension"); with the ONNX itself static it converts and matches (measured).
+    Output and intermediate shapes are cleared for onnx2tf's own inference to fill in."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    static = {i["name"]: i["static"] for i in inputs}
+    for value in model.graph.input:
+        for dim, size in zip(value.type.tensor_type.shape.dim, static.get(value.name, []), strict=False):
+            if not dim.HasField("dim_value"):
+                dim.Clear()
+                dim.dim_value = size
+    for value in model.graph.output:
+        for dim in value.type.tensor_type.shape.dim:
+            if not dim.HasField("dim_value"):
+                dim.Clear()
+    del model.graph.value_info[:]
+    onnx.save(model, str(onnx_path))  # external data, if any, stays in the files copy_model wrote beside it
 
 
 def _calibration(ctx: BuildContext, spec: LiteRTOptions, inputs: list[dict], work: Path) -> dict[str, str]:
@@ -125,6 +145,9 @@ def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext
     copy_model(onnx_path, work)
     _no_download(work)
     inputs = _inputs(work / "model.onnx", ctx)
+    fixed = spec.static_shapes and any(None in i["shape"] for i in inputs)
+    if fixed:
+        _fix_shapes(work / "model.onnx", inputs)
     calib = _calibration(ctx, spec, inputs, work) if spec.precision == "int8" else {}
     argv = _argv(spec, inputs, calib)
     ran = converter.run(argv, work, str((work / "model.onnx").resolve()), spec.converter_timeout_s)
@@ -146,12 +169,16 @@ def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext
         "precision": {"fp32": "float32", "fp16": "float16 weights",
                       "int8": f"int8 per-channel, {spec.int8_io} input/output"}[spec.precision],
         "layout": spec.input_layout, "static_shapes": spec.static_shapes,
+        **({"fixed_input_shapes": {i["name"]: i["static"] for i in inputs}} if fixed else {}),
         "num_threads": spec.num_threads,
         **({"calibration_samples": int(np.load(work / next(iter(calib.values()))).shape[0])} if calib else {}),
     }
     signature = {**sig, **settings}
     (out_dir / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
-    kit = {"command": converter.command(argv), "run_in": "a folder holding the ONNX as model.onnx"
+    held = ("the ONNX with its dynamic input dims fixed to " + ", ".join(
+        f"{i['name']}:{'x'.join(map(str, i['static']))}" for i in inputs) + ", as model.onnx") if fixed else \
+        "the ONNX as model.onnx"
+    kit = {"command": converter.command(argv), "run_in": f"a folder holding {held}"
            + (" and the calibration .npy files under calibration/" if calib else ""),
            "environment": f"pip install -r convertctl/targets/litert/env.txt (onnx2tf {ran['onnx2tf']})",
            "writes": f"saved_model/model_{suffix}.tflite, shipped as model.tflite",

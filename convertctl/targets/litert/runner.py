@@ -13,17 +13,14 @@ import numpy as np
 from convertctl.errors import require
 from convertctl.targets.base import Feeds, Runner
 from convertctl.targets.litert.options import LiteRTOptions
-from convertctl.targets.litert.signature import to_onnx, to_tflite
+from convertctl.targets.litert.signature import Invoker, to_onnx, to_tflite
 
 
 def open_model(out_dir: Path, spec: LiteRTOptions, settings: dict) -> Runner:
     require("ai_edge_litert", "litert")
-    from ai_edge_litert.interpreter import Interpreter
-
     sig = json.loads((out_dir / "signature.json").read_text())
     threads = spec.num_threads or len(os.sched_getaffinity(0))
-    interp = Interpreter(model_path=str(out_dir / "model.tflite"), num_threads=threads)
-    runner = interp.get_signature_runner(sig["signature"])
+    runner = Invoker(out_dir / "model.tflite", threads)
     inputs, outputs = sig["inputs"], sig["outputs"]
     # a static batch of 1 on the batch axis (axis 0 of the ONNX input, wherever the perm puts it)
     single = all(i["shape"][i["perm"].index(0)] == 1 for i in inputs if i["shape"])
@@ -45,7 +42,7 @@ def open_model(out_dir: Path, spec: LiteRTOptions, settings: dict) -> Runner:
     return Runner(run=run, output_names=[o["onnx"] for o in outputs], effective={
         "ai_edge_litert": importlib.metadata.version("ai-edge-litert"),
         "num_threads": threads,
-        "signature": sig["signature"],
+        "signature": sig["signature"] or "none (input and output tensors)",
         "input_layout": {i["onnx"]: i["perm"] for i in inputs},
         "io_dtypes": sorted({x["dtype"] for x in (*inputs, *outputs)}),
         "batch": "one sample per invoke (static batch 1)" if single else "resized per run",
