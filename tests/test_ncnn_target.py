@@ -185,6 +185,10 @@ def test_digits_fp32_and_fp16_keep_the_top1_accuracy(tmp_path):
         assert acc["top1_drop"] <= 0.01, (aid, acc)  # measured 0.0 for both
     (o,) = arts["ncnn_fp32"]["verification"][0]["outputs"].values()
     assert o["cosine"] > 0.999999
+    # blob by blob on the first calibration digit: every ncnn blob (fused Conv+ReLU, pooling, InnerProduct) found
+    layers = arts["ncnn_fp32"]["settings"]["per_layer"]
+    assert layers["blobs"] == layers["matched"] == 7 and layers["first_divergence"] is None
+    assert "InnerProduct" in arts["ncnn_fp16"]["effective"]["fp16_here"]
 
 
 # ------------------------------------------------------------------------------------------------ real corpus

@@ -124,7 +124,7 @@ def fp16_effect(ncnn, net) -> str:
     from convertctl.cpu import cpu_flags
 
     ip = sum(layer.type == "InnerProduct" for layer in net.layers())
-    kept = (f", except the {ip} InnerProduct layers, which keep them in FP16 (F16C) and convert them as they compute"
+    kept = (f", except in the InnerProduct layers ({ip}), which keep them in FP16 (F16C) and convert them as they compute"
             if ip and "f16c" in cpu_flags() and ncnn.cpu_support_x86_avx() else "")
     return (f"FP16 weights in the .bin, widened to FP32 when loaded{kept}; activations and arithmetic stay FP32 "
             "(ncnn casts activations to FP16 only on ARM CPUs with asimdhp)")
