@@ -248,8 +248,9 @@ def _corpus_run(model_id: str, tmp_path, targets: list[dict]) -> dict:
 @needs_onnx2tf
 @pytest.mark.parametrize("model_id,max_abs", [
     ("text_orientation", 1e-5),   # measured 1.8e-7
-    ("mtcnn_pnet", 1e-5),         # dynamic height and width, fixed at the recipe's opt (160 x 160)
-    ("ppocrv4_det_onnx", 1e-4),   # dynamic height and width; aborts in oneDNN unless TF_ENABLE_ONEDNN_OPTS=0
+    ("mtcnn_pnet", 1e-5),         # dynamic height and width fixed at the recipe's opt (160 x 160), 2 outputs; 2.1e-6
+    ("ppocrv4_det_onnx", 5e-4),   # dynamic height and width (320 x 320); TensorFlow aborted in oneDNN unless
+                                  # TF_ENABLE_ONEDNN_OPTS=0; measured 3.9e-5 on a probability map
 ])
 def test_corpus_models_fp32(model_id, max_abs, tmp_path):
     run = _corpus_run(model_id, tmp_path, [{"runtime": "litert", "precision": "fp32"}])
