@@ -142,9 +142,9 @@ def _error(ref: np.ndarray, got: np.ndarray) -> tuple[float, float, float] | Non
 
 def compare_layers(onnx_path: Path, mnn_path: Path, feeds: dict, config: dict, precision: str) -> dict:
     """{"rows": [...], "summary": {...}}: per MNN tensor its error against the ONNX tensor it stands for."""
-    from convertctl.checks.model_facts import source_of
-
     import onnx
+
+    from convertctl.checks.model_facts import source_of
 
     values, producer, after = _onnx_tensors(onnx_path, feeds)
     initializers = {i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.initializer}
