@@ -102,11 +102,12 @@ def test_listing_the_targets_imports_no_runtime():
     code = ("import sys\nfrom convertctl.targets import registry\n"
             "targets = registry.all_targets()\n"
             "print([t.name for t in targets], [t.check is not None for t in targets])\n"
-            "print(sorted(m for m in ('tensorrt', 'tensorrt_rtx', 'openvino', 'onnxruntime', 'nncf', 'onnx', 'cuda')"
-            " if m in sys.modules))")
+            "print(sorted(m for m in ('tensorrt', 'tensorrt_rtx', 'openvino', 'onnxruntime', 'nncf', 'onnx', 'cuda',"
+            " 'MNN', '_tools', 'ncnn', 'pnnx', 'ai_edge_litert', 'tensorflow', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     names, runtimes = out.splitlines()
-    assert names == "['onnxruntime', 'openvino', 'tensorrt', 'tensorrt_rtx'] [True, True, True, True]"
+    assert names == ("['litert', 'mnn', 'ncnn', 'onnxruntime', 'openvino', 'tensorrt', 'tensorrt_rtx'] "
+                     "[True, True, True, True, True, True, True]")
     assert runtimes == "[]"
 
 
