@@ -258,7 +258,9 @@ def test_corpus_models_fp32(model_id, max_abs, tmp_path):
     art = run["manifest"]["artifacts"][0]
     assert art["status"] == "ok", art["reason"]
     for name, out in art["verification"][0]["outputs"].items():
-        assert out["max_abs"] <= max_abs and (out["cosine"] is None or out["cosine"] > 0.9999), (name, out)
+        # random inputs drive PP-OCRv4 det's probability map to ~0 almost everywhere: its cosine is 0.99988 at a
+        # max abs error of 1.3e-7 (measured), so the bound on cosine is looser than the error's
+        assert out["max_abs"] <= max_abs and (out["cosine"] is None or out["cosine"] > 0.999), (name, out)
     assert art["settings"]["static_shapes"] is True and art["settings"]["fixed_input_shapes"]
 
 
@@ -269,11 +271,12 @@ def test_corpus_models_fp32(model_id, max_abs, tmp_path):
 @needs_onnx2tf
 def test_ppocrv4_rec_is_refused_by_onnx2tf_naming_the_operator(tmp_path):
     """PP-OCRv4 rec (SVTR: attention blocks, Reshape/Transpose chains between NCHW and token layouts) does not convert
-    with onnx2tf 1.29.24, static shapes or not: its layout inference gives a Conv a 1-channel input (dynamic width:
-    a MatMul fails instead, measured). The run says so by operator, with onnx2tf's own reason, and exits 1."""
+    with onnx2tf 1.29.24: its layout inference puts the channels where the height is. With the input fixed at
+    48 x 320 an AveragePool gets [1, 1, 80, 480]; with -ois instead a Conv, with the width dynamic a MatMul
+    (measured). The run says so by operator and node, with onnx2tf's own reason, and exits 1."""
     run = _corpus_run("ppocrv4_rec_onnx", tmp_path, [{"runtime": "litert", "precision": "fp32"}])
     art = run["manifest"]["artifacts"][0]
     assert run["code"] == 1 and art["status"] == "error"
-    assert art["reason"].startswith("onnx2tf cannot convert the model at Conv node '"), art["reason"]
-    assert "Depth of input (1) is not a multiple of input depth of filter (120)" in art["reason"]
+    assert art["reason"].startswith("onnx2tf cannot convert the model at AveragePool node 'p2o.AveragePool.0': "
+                                    "ValueError: Negative dimension size caused by subtracting 3 from 1"), art["reason"]
     assert "onnx2tf.log" in art["reason"]
