@@ -173,7 +173,8 @@ def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext
         "num_threads": spec.num_threads,
         **({"calibration_samples": int(np.load(work / next(iter(calib.values()))).shape[0])} if calib else {}),
     }
-    signature = {**sig, **settings}
+    # the conversion's time stays out of the artifact's files: same recipe and inputs, same bytes
+    signature = {**sig, **{k: v for k, v in settings.items() if k != "converter_seconds"}}
     (out_dir / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
     held = ("the ONNX with its dynamic input dims fixed to " + ", ".join(
         f"{i['name']}:{'x'.join(map(str, i['static']))}" for i in inputs) + ", as model.onnx") if fixed else \
