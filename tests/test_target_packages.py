@@ -38,6 +38,9 @@ WORDS = {
     "tensorrt": re.compile(r"(?i)tensorrt|trtexec|(?<![a-z0-9])trt(?![a-z0-9])|(?<![A-Za-z])Trt(?=[A-Z])"),
     "tensorrt_rtx": re.compile(r"(?i)tensorrt[_-]?rtx|(?<![a-z0-9])trt_?rtx"),
     "openvino": re.compile(r"(?i)openvino|nncf"),
+    "mnn": re.compile(r"(?i)(?<![a-z0-9])mnn|mnnconvert|mnnquant"),
+    "ncnn": re.compile(r"(?i)ncnn|pnnx"),
+    "litert": re.compile(r"(?i)litert|tflite|onnx2tf"),
 }
 EXEMPT = {"onnxruntime": "ONNX Runtime is the core's reference executor (see the module docstring)"}
 
@@ -99,11 +102,12 @@ def test_listing_the_targets_imports_no_runtime():
     code = ("import sys\nfrom convertctl.targets import registry\n"
             "targets = registry.all_targets()\n"
             "print([t.name for t in targets], [t.check is not None for t in targets])\n"
-            "print(sorted(m for m in ('tensorrt', 'tensorrt_rtx', 'openvino', 'onnxruntime', 'nncf', 'onnx', 'cuda')"
-            " if m in sys.modules))")
+            "print(sorted(m for m in ('tensorrt', 'tensorrt_rtx', 'openvino', 'onnxruntime', 'nncf', 'onnx', 'cuda',"
+            " 'MNN', '_tools', 'ncnn', 'pnnx', 'ai_edge_litert', 'tensorflow', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     names, runtimes = out.splitlines()
-    assert names == "['onnxruntime', 'openvino', 'tensorrt', 'tensorrt_rtx'] [True, True, True, True]"
+    assert names == ("['litert', 'mnn', 'ncnn', 'onnxruntime', 'openvino', 'tensorrt', 'tensorrt_rtx'] "
+                     "[True, True, True, True, True, True, True]")
     assert runtimes == "[]"
 
 

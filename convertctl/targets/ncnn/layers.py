@@ -1,0 +1,113 @@
+"""Blob-by-blob comparison of an ncnn model with ONNX Runtime on the ONNX it came from: where does it diverge first?
+
+ncnn's Extractor computes any blob by name, and ONNX Runtime gives any intermediate tensor once it is made a graph
+output. What is missing is the mapping: pnnx renames every blob (`0`, `1`, .., `in0`, `out0`), fuses layers
+(Conv+BatchNorm+activation become one Convolution) and rewrites the graph, so no name leads back to an ONNX tensor.
+The blobs are therefore matched by value: for each ncnn blob, the ONNX tensor with the same number of elements whose
+values are closest (cosine), found through a fingerprint of 257 fixed positions, then confirmed on the whole tensor.
+A blob with no ONNX tensor of its size and direction (a layout pnnx introduced) is "unmatched" and said so. The first
+diverging layer is the first matched blob, in the .param's order, whose cosine falls below the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from convertctl.errors import require
+
+_PROBE = 257
+_MATCH = 0.99  # a blob is "matched" to an ONNX tensor at least this similar; below it, it has no counterpart
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(a @ b / (na * nb))
+
+
+def onnx_intermediates(onnx_path: Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+    """Every float tensor a node of the ONNX makes, for one run (ONNX Runtime, every node output a graph output);
+    and tensor -> producing node name."""
+    onnx = require("onnx", "onnx")
+    ort = require("onnxruntime", "onnxruntime")
+
+    model = onnx.load(str(onnx_path))
+    known = {o.name for o in model.graph.output}
+    producer = {}
+    for i, node in enumerate(model.graph.node):
+        for t in node.output:
+            if t:
+                producer[t] = node.name or f"{node.op_type}_{i}"
+                if t not in known:
+                    model.graph.output.append(onnx.ValueInfoProto(name=t))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every tensor as the ONNX has it
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    values = sess.run(names, feeds)
+    return {n: v for n, v in zip(names, values, strict=True)
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size > 1}, producer
+
+
+def compare(folder: Path, onnx_path: Path, feeds: dict[str, np.ndarray], threshold: float = 0.999) -> dict:
+    """The ncnn model in `folder` against ONNX Runtime on `onnx_path`, blob by blob, on one sample (`feeds`, batch
+    of 1). Returns {"matched", "blobs", "first_divergence", "worst", "threshold"}."""
+    ncnn = require("ncnn", "ncnn")
+    from convertctl.targets.ncnn.convert import blob_graph
+    from convertctl.targets.ncnn.runner import KIT, load_net, per_sample
+
+    kit = json.loads((folder / KIT).read_text())
+    net = load_net(folder, kit)
+    layers = blob_graph((folder / kit["files"]["param"]).read_text())
+    ref, producer = onnx_intermediates(onnx_path, feeds)
+    by_size: dict[int, list[tuple[str, np.ndarray]]] = {}
+    for name, value in ref.items():
+        by_size.setdefault(value.size, []).append((name, value))
+
+    ex = net.create_extractor()
+    keep = []
+    sample = next(per_sample(feeds, kit["blobs"]["inputs"]))
+    for blob, arr in sample.items():
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+        keep.append(arr)
+        ex.input(blob, ncnn.Mat(arr))
+    rows, first, unmatched = [], None, None
+    for kind, name, _, tops in layers:
+        if kind == "Input":
+            continue
+        for blob in tops:
+            ret, mat = ex.extract(blob)
+            if ret != 0:
+                continue
+            got = np.array(mat, copy=True)
+            best = _best_match(got, by_size.get(got.size, []))
+            row = {"layer": name, "type": kind, "blob": blob}
+            if best is not None:
+                tensor, cosine = best
+                row.update(onnx_tensor=tensor, onnx_node=producer.get(tensor, ""), cosine=round(cosine, 6))
+                if cosine < threshold and first is None:
+                    first = row
+            elif unmatched is None:
+                unmatched = row
+            rows.append(row)
+    matched = [r for r in rows if "cosine" in r]
+    worst = sorted(matched, key=lambda r: r["cosine"])[:5]
+    return {"threshold": threshold, "blobs": len(rows), "matched": len(matched),
+            "first_divergence": first, "first_unmatched": unmatched, "worst": worst}
+
+
+def _best_match(got: np.ndarray, candidates: list[tuple[str, np.ndarray]]) -> tuple[str, float] | None:
+    """The candidate most similar to `got` (fingerprint first, whole tensor to confirm), if similar enough."""
+    if not candidates:
+        return None
+    idx = np.linspace(0, got.size - 1, _PROBE).astype(np.int64)
+    probe = got.ravel()[idx]
+    scored = sorted(((_cos(probe, v.ravel()[idx]), n, v) for n, v in candidates), key=lambda s: -s[0])[:3]
+    full = max(((_cos(got, v), n) for _, n, v in scored), key=lambda s: s[0])
+    return (full[1], full[0]) if full[0] >= _MATCH else None
