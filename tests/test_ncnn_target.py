@@ -174,6 +174,7 @@ def test_digits_fp32_and_fp16_keep_the_top1_accuracy(tmp_path):
     recipe = {**digits_recipe("digits_ncnn"),
               "targets": [{"runtime": "onnxruntime", "precision": "fp32"}, {"runtime": "ncnn", "precision": "fp32"},
                           {"runtime": "ncnn", "precision": "fp16"}]}
+    recipe["verify"] = {"latency": {"enabled": False}}  # accuracy only: timing is not asserted
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     res = run_cli("run", tmp_path / "recipe.yaml", "--json", cwd=tmp_path)
     assert res.code == 0, res.stderr
@@ -273,3 +274,21 @@ def test_mtcnn_pnet_from_pytorch_with_its_blob_by_blob_comparison(tmp_path):
     for a in (fp32, fp16):
         layers = a["settings"]["per_layer"]
         assert layers["blobs"] == layers["matched"] == 12 and layers["first_divergence"] is None
+
+
+def test_int8_asked_of_ncnn_by_name_is_refused_with_the_reason_never_a_silent_fp32_build(tmp_path):
+    from onnx import TensorProto
+    from onnx import helper as oh
+
+    graph = oh.make_graph([oh.make_node("Relu", ["x"], ["y"])], "relu",
+                          [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = tmp_path / "relu.onnx"
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), model)
+    for args in (("quantize", model, "--int8", "--calib", tmp_path, "-t", "ncnn"),
+                 ("build", model, "-t", "ncnn", "-p", "int8")):
+        res = run_cli(*args, "-o", tmp_path / "out")
+        assert res.code == 2 and not (tmp_path / "out").exists(), res.stderr
+        assert res.stderr.startswith("error: ncnn does not build int8: the ncnn 1.0.20261020 and pnnx 20261020 "
+                                     "wheels carry no ncnn2table/ncnn2int8"), res.stderr
+        assert "(it builds fp32, fp16)" in res.stderr

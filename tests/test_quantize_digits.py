@@ -6,9 +6,12 @@ The issue's bar: at most 0.5 points of top-1 accuracy lost in INT8 for every tar
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -70,13 +73,24 @@ MODEL = textwrap.dedent(
 )
 
 
+_TRAINED: dict[int | None, Path] = {}  # epochs -> weights trained once in this pytest process
+
+
 def train_digits(folder, epochs: int | None = None) -> None:
-    """Write digits_model.py into `folder` and train it there into weights.pt (all 25 epochs by default)."""
+    """Write digits_model.py into `folder` and train it there into weights.pt (all 25 epochs by default). Training
+    is seeded, so the weights of one number of epochs are trained once per session and copied after that (each
+    target's tests use the same digits CNN; training took up to 140 s on 2 loaded cores)."""
     assert (DIGITS / ".complete").exists(), "run `make data` first"
     assert "range(25)" in MODEL
     (folder / "digits_model.py").write_text(MODEL if epochs is None else MODEL.replace("range(25)", f"range({epochs})"))
+    if epochs in _TRAINED:
+        shutil.copyfile(_TRAINED[epochs], Path(folder) / "weights.pt")
+        return
     subprocess.run([sys.executable, "-c", "import digits_model; digits_model.train('weights.pt')"], cwd=folder,
                    check=True)
+    kept = Path(tempfile.mkdtemp(prefix="convertctl-digits-")) / "weights.pt"
+    shutil.copyfile(Path(folder) / "weights.pt", kept)
+    _TRAINED[epochs] = kept
 
 
 def digits_recipe(name: str, calibration: dict | None = None, **sections) -> dict:

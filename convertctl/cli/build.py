@@ -42,8 +42,7 @@ def build(model, targets, precisions, output, no_optimize, inputs, dims, no_late
             target = registry.get(name)  # unknown names: exit 2 with the list of known targets
             for p in precisions or ("fp32",):
                 if p not in target.precisions:
-                    raise UsageError(f"target {name} does not build precision {p}",
-                                     hint=f"{name} builds: {', '.join(target.precisions)}")
+                    raise UsageError(target.why_not(p))
         overrides["targets"] = [{"runtime": t, "precision": p} for t in targets for p in (precisions or ("fp32",))]
     elif precisions:
         raise UsageError("--precision needs --target", hint="e.g. --target onnxruntime --precision fp16")

@@ -53,6 +53,9 @@ def quantize(model, int8, fp16, calib, recipe_file, targets, method, num_samples
     specs = []
     for name in names:
         target = registry.get(name)
+        missing = [p for p in precisions if p not in target.precisions]
+        if missing and targets:  # asked for by name: never a silent FP32-only build
+            raise UsageError(target.why_not(missing[0]), hint=f"drop -t {name}, or ask only for what it builds")
         specs += [{"runtime": name, "precision": p} for p in precisions if p in target.precisions]
     overrides: dict = {"targets": specs, **latency_overrides(no_latency)}
     base = recipe_file or (model if is_recipe(model) else None)

@@ -31,4 +31,12 @@ def targets():
     for r in rows:
         runtime = f"[green]{r['version']}[/]" if r["installed"] else f"[yellow]not installed[/] ({esc(install_hint(r['extra']))})"
         table.add_row(r["name"], ", ".join(r["precisions"]), runtime, r["summary"])
-    console(stderr=False).print(table)
+    out = console(stderr=False)
+    out.print(table)
+    out.print(NOT_TARGETS)
+
+
+# Runtimes a deployment engineer asks for that convertctl does not offer, because nothing here can verify them
+NOT_TARGETS = ("Not targets, because nothing on a convertctl machine can verify them: Paddle Lite (paddlelite 2.12, "
+               "its latest release, has wheels for Python 2.7-3.7 only, none for 3.11) and MACE (not published on "
+               "PyPI). convertctl adds no target it cannot verify numerically.")

@@ -120,12 +120,21 @@ class Target:
     # The kits of which (shared) targets this one test-builds where their own runtime is missing: (kit folder,
     # the kit's settings, the kit target's options) -> KitTestBuild. The core calls it after the kit is written;
     # a kit that does not build makes the artifact an error
+    # Why a precision is not in `precisions` (e.g. "int8": the wheels carry no quantizer): said wherever it is asked
+    # for (build, quantize), instead of a bare "does not build"
+    unavailable: tuple[tuple[str, str], ...] = ()
     test_builds_kits_of: tuple[str, ...] = ()
     test_build_kit: Callable[[Path, dict, TargetOptions], KitTestBuild] | None = None
 
     @property
     def display_name(self) -> str:
         return self.title or self.name
+
+    def why_not(self, precision: str) -> str:
+        """One line: why this target does not build `precision`."""
+        reason = dict(self.unavailable).get(precision)
+        return f"{self.name} does not build {precision}" + (f": {reason}" if reason else "") + \
+            f" (it builds {', '.join(self.precisions)})"
 
     def installed(self) -> bool:
         """Without importing the runtime (that can take seconds)."""

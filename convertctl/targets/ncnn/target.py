@@ -10,7 +10,7 @@ from pathlib import Path
 
 from convertctl.errors import ConvertctlError, require
 from convertctl.targets.base import BuiltArtifact, Runner, Target
-from convertctl.targets.ncnn.options import NcnnOptions
+from convertctl.targets.ncnn.options import NO_INT8, NcnnOptions
 
 _SCRATCH = ".pnnx-work"  # inside the artifact's folder, removed after the conversion
 
@@ -158,6 +158,7 @@ TARGET = Target(
     distribution="ncnn",
     extra="ncnn",
     precisions=("fp32", "fp16"),
+    unavailable=(("int8", NO_INT8),),
     options_model=NcnnOptions,
     build=_build,
     open=_open,
