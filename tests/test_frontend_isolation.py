@@ -163,3 +163,36 @@ def test_an_onnx_pinned_by_paddle2onnx_here_is_said_loudly():
     assert onnx_pin_problem({"paddle2onnx": "1.3.1", "onnx": "1.16.2"}.__getitem__) is None
     assert onnx_pin_problem({"paddle2onnx": "2.1.0", "onnx": "1.23.2"}.__getitem__) is None
     assert onnx_pin_problem() is None  # this environment: no paddle2onnx beside convertctl
+
+
+# -- a hung export child is stopped -------------------------------------------------------------------------------
+def test_a_hung_export_child_is_stopped_after_the_timeout_with_one_clear_line(tmp_path, monkeypatch):
+    """A framework's child that never returns (a deadlocked exporter) is stopped with its whole process group,
+    and the run gets one line naming the timeout and how to raise it."""
+    import time
+
+    from convertctl.errors import ConvertctlError
+    from convertctl.frontends.child import TIMEOUT_ENV, run_child
+
+    work = tmp_path / "work"
+    work.mkdir()
+    # a worker that starts a grandchild and waits forever: both must be gone after the stop
+    (work / "hang_worker.py").write_text(
+        "import subprocess, sys, time\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        "open('grandchild.pid', 'w').write(str(p.pid))\n"
+        "time.sleep(600)\n")
+    monkeypatch.setenv(TIMEOUT_ENV, "3")
+    t0 = time.monotonic()
+    with pytest.raises(ConvertctlError) as info:
+        run_child("hang_worker", {}, work, "export")
+    assert time.monotonic() - t0 < 30
+    assert info.value.message == "the export process did not finish within 3 s and was stopped"
+    assert TIMEOUT_ENV in info.value.hint and "export.log" in info.value.hint
+    pid = int((work / "grandchild.pid").read_text())
+    time.sleep(0.5)
+    status = Path(f"/proc/{pid}/status")  # gone, or a zombie no one has reaped yet: not running either way
+    assert not status.exists() or "\nState:\tZ" in status.read_text()
+    monkeypatch.setenv(TIMEOUT_ENV, "soon")
+    with pytest.raises(UsageError, match="is not a number of seconds"):
+        run_child("hang_worker", {}, work, "export")

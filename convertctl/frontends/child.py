@@ -31,6 +31,19 @@ def _tail(log: Path, lines: int = 12) -> str:
     return "\n".join(text[-lines:])
 
 
+TIMEOUT_ENV = "CONVERTCTL_EXPORT_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 3600.0  # an export of a real model takes seconds to minutes
+
+
+def child_timeout() -> float:
+    """Seconds a framework's child may take: $CONVERTCTL_EXPORT_TIMEOUT_S, else an hour."""
+    value = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        return float(value) if value and float(value) > 0 else DEFAULT_TIMEOUT_S
+    except ValueError:
+        raise UsageError(f"{TIMEOUT_ENV}={value!r} is not a number of seconds") from None
+
+
 def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: str | None = None) -> dict:
     """Run `python -m worker request.json` in `workdir`; return its result or raise its error."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -46,8 +59,13 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
         if path:  # another environment: it finds convertctl's workers, not this environment's packages
             env["PYTHONPATH"] = path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         t0 = time.perf_counter()
-        proc = processes.run([python, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, env=env, cwd=workdir)
+        timeout = child_timeout()
+        try:
+            proc = processes.run([python, "-m", worker, str(req)], stdout=out, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=env, cwd=workdir, timeout=timeout)
+        except subprocess.TimeoutExpired:  # a hung export must not hold the run forever: its group is stopped
+            raise ConvertctlError(f"the {log_name} process did not finish within {timeout:g} s and was stopped",
+                                  hint=f"full log: {log}; for a longer export set {TIMEOUT_ENV} (seconds)") from None
         seconds = round(time.perf_counter() - t0, 3)
     if error_path.exists():
         err = json.loads(error_path.read_text())
