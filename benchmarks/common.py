@@ -231,3 +231,136 @@ class QuietGate:
 
 
 GATE = QuietGate()  # run_all.py sets GATE.budget_s
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One `convertctl run` per corpus model, its recipe rewritten (tensorrt_rtx_builds.py, edge_targets.py)
+
+CORPUS_RECIPES = ROOT / "recipes" / "corpus"
+PROTECTED = (ROOT / "recipes", ROOT / "calib_data")  # never written into
+
+
+def _absolute(base: Path, value: str) -> str:
+    return str((base / value).resolve())
+
+
+def corpus_recipe(model: str, folder: Path, targets: list[dict], latency: dict, suffix: str,
+                  data: dict | None = None, base: Path | None = None) -> Path:
+    """The corpus recipe of MODEL (recipes/corpus/<model>.yaml, or DATA read against BASE) with TARGETS and
+    `verify.latency` updated by LATENCY, written to FOLDER/recipes/<model>.<suffix>.yaml: its relative paths made
+    absolute (a recipe's paths are read against its own folder), no `output` (the caller gives -o)."""
+    import yaml
+
+    if data is None:
+        src = CORPUS_RECIPES / f"{model}.yaml"
+        data, base = yaml.safe_load(src.read_text()), src.parent
+    source = data["source"]
+    if source.get("path"):
+        source["path"] = _absolute(base, source["path"])
+    if source.get("factory"):
+        file, _, call = source["factory"].rpartition(":")
+        if file.endswith(".py"):
+            source["factory"] = f"{_absolute(base, file)}:{call}"
+    for section in ("calibration", "samples"):
+        for key in ("data", "images", "labels"):
+            if isinstance(data.get(section), dict) and isinstance(data[section].get(key), str):
+                data[section][key] = _absolute(base, data[section][key])
+    data.pop("output", None)
+    data["targets"] = targets
+    verify = data.setdefault("verify", {})
+    verify["latency"] = {**verify.get("latency", {}), **latency}
+    out = folder / "recipes" / f"{model}.{suffix}.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return out
+
+
+def run_cli_logged(argv: list[str], logs: Path, tag: str, timeout: float) -> dict:
+    """Run `convertctl ARGV` in its own process group under a timeout; stdout and stderr kept in LOGS. On a timeout
+    SIGTERM first (convertctl stops its children and cleans its staging folder), SIGKILL after 60 s."""
+    import signal
+
+    stdout_path, stderr_path = logs / f"{tag}.stdout.json", logs / f"{tag}.stderr.txt"
+    t0 = time.perf_counter()
+    with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
+        proc = subprocess.Popen([CLI, *argv], cwd=ROOT, stdout=so, stderr=se, start_new_session=True)
+        timed_out = False
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            rc = 124
+    return {"argv": ["convertctl", *argv], "exit_code": rc, "wall_seconds": round(time.perf_counter() - t0, 1),
+            "timed_out": timed_out, "stdout": stdout_path, "stderr": stderr_path}
+
+
+def read_json_doc(path: Path) -> dict | None:
+    """The one JSON document `--json` prints (None: nothing, or not JSON: a crash)."""
+    text = path.read_text(errors="replace").strip()
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        for line in reversed(text.splitlines()):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def tail(path: Path, n: int = 12) -> list[str]:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-n:]
+
+
+def target_folder(out: Path, aid: str) -> Path | None:
+    """targets/<id>/ of a finished run (OUT) or of one that stopped (OUT.partial)."""
+    for base in (out, out.with_name(out.name + ".partial")):
+        if (base / "targets" / aid).is_dir():
+            return base / "targets" / aid
+    return None
+
+
+def run_machine(dists: tuple[str, ...], gpu: bool = False) -> dict:
+    """The machine, the versions of DISTS and the convertctl commit (with uncommitted files) of a corpus run."""
+    import importlib.metadata as md
+
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    flags = next((ln.split(":", 1)[1].split() for ln in info if ln.startswith("flags")), [])
+    git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout  # noqa: E731
+    versions = {}
+    for dist in dists:
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    out = {"cpu": cpu_model(), "cores": os.cpu_count(), "avx512": any(f.startswith("avx512") for f in flags),
+           "amx": any(f.startswith("amx") for f in flags), "platform": platform.platform(),
+           "python": platform.python_version(), "versions": versions}
+    if gpu:
+        out["nvidia_smi"] = subprocess.run(["sh", "-c", "nvidia-smi -L 2>&1 || true"], capture_output=True,
+                                           text=True).stdout.strip()[:200]
+    out["commit"] = git("rev-parse", "--short", "HEAD").strip()
+    out["uncommitted"] = [ln[3:] for ln in git("status", "--porcelain", "--untracked-files=no", "--", "convertctl",
+                                               "recipes").splitlines() if ln.strip()]
+    return out
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
+
+
+def short(reason: str | None, n: int = 160) -> str:
+    """One line of REASON for a Markdown table cell, at most N characters."""
+    text = " ".join(str(reason or "").split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "…"

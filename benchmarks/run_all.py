@@ -20,6 +20,7 @@ import bench_help
 import bench_latency
 import bench_pipeline
 import bench_simplify
+import edge_targets
 import tensorrt_rtx_builds
 from common import (
     GATE,
@@ -34,7 +35,7 @@ from common import (
     source_state,
 )
 
-BENCHES = ("help", "pipeline", "latency", "simplify", "calibration", "check", "tensorrt_rtx")
+BENCHES = ("help", "pipeline", "latency", "simplify", "calibration", "check", "tensorrt_rtx", "edge")
 LATENCY_COLUMNS = (
     "median ms | p90 ms | round medians ms | speed vs torch | threads | precision "
     "| cosine vs torch | max abs vs torch"
@@ -292,6 +293,8 @@ def main() -> int:
                     results[name] = bench_check.run_in_subprocess(args.quick, max(GATE.budget_s, 0))
                 elif name == "tensorrt_rtx":  # benchmark 9: a `convertctl run` per corpus model, ~7 min
                     results[name] = tensorrt_rtx_builds.bench()
+                elif name == "edge":  # benchmark 10: MNN, ncnn, LiteRT per corpus model vs ORT fp32, ~15-25 min
+                    results[name] = edge_targets.bench()
                 else:
                     results[name] = bench_simplify.bench(_artifacts(results, artifacts))
             results[name]["seconds"] = round(time.perf_counter() - t, 1)

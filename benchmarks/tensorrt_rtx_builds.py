@@ -29,24 +29,22 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from common import ForeignLoad
+from common import CORPUS_RECIPES as RECIPES
+from common import PROTECTED, ForeignLoad, corpus_recipe, read_json_doc, run_machine, tail
+from common import fmt_bytes as _mb
+from common import run_cli_logged as execute
+from common import short as _short
+from common import target_folder as _target_folder
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 JSON_OUT = RESULTS / "tensorrt_rtx_builds.json"
-RECIPES = ROOT / "recipes" / "corpus"
-PROTECTED = (ROOT / "recipes", ROOT / "calib_data")  # never written into
-_SCRIPT = Path(sys.executable).parent / "convertctl"
-CLI = str(_SCRIPT) if _SCRIPT.exists() else (shutil.which("convertctl") or "convertctl")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 # The corpus (docs/corpus.md), in the order they run (quick ones first, so a run cut short covers most of it).
@@ -70,89 +68,14 @@ MODELS: dict[str, dict] = {
 
 # ---------------------------------------------------------------------------------------------- the recipes
 
-def _absolute(base: Path, value: str) -> str:
-    return str((base / value).resolve())
-
-
 def derived_recipe(model: str, folder: Path) -> Path:
     """The model's corpus recipe with three tensorrt_rtx targets, written to FOLDER (its relative paths made absolute:
     they are read against the recipe's own folder)."""
-    src = RECIPES / f"{model}.yaml"
-    data = yaml.safe_load(src.read_text())
-    base = src.parent
-    source = data["source"]
-    if source.get("path"):
-        source["path"] = _absolute(base, source["path"])
-    if source.get("factory"):
-        file, _, call = source["factory"].rpartition(":")
-        source["factory"] = f"{_absolute(base, file)}:{call}"
-    for section in ("calibration", "samples"):
-        for key in ("data", "images"):
-            if isinstance(data.get(section), dict) and data[section].get(key):
-                data[section][key] = _absolute(base, data[section][key])
-    data.pop("output", None)
-    data["targets"] = [{"runtime": "tensorrt_rtx", "precision": p} for p in PRECISIONS]
-    verify = data.setdefault("verify", {})
-    verify["latency"] = {**verify.get("latency", {}), "enabled": False}  # no GPU: nothing to time
-    out = folder / "recipes" / f"{model}.tensorrt_rtx.yaml"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(data, sort_keys=False))
-    return out
+    return corpus_recipe(model, folder, [{"runtime": "tensorrt_rtx", "precision": p} for p in PRECISIONS],
+                         {"enabled": False}, "tensorrt_rtx")  # no GPU: nothing to time
 
 
 # ------------------------------------------------------------------------------------------------- running
-
-def execute(argv: list[str], logs: Path, tag: str, timeout: float) -> dict:
-    """Run `convertctl ARGV` in its own process group under a timeout; stdout and stderr kept in LOGS. On a timeout
-    SIGTERM first (convertctl stops its children and cleans its staging folder), SIGKILL after 60 s."""
-    stdout_path, stderr_path = logs / f"{tag}.stdout.json", logs / f"{tag}.stderr.txt"
-    t0 = time.perf_counter()
-    with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
-        proc = subprocess.Popen([CLI, *argv], cwd=ROOT, stdout=so, stderr=se, start_new_session=True)
-        timed_out = False
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            rc = 124
-    return {"argv": ["convertctl", *argv], "exit_code": rc, "wall_seconds": round(time.perf_counter() - t0, 1),
-            "timed_out": timed_out, "stdout": stdout_path, "stderr": stderr_path}
-
-
-def read_json_doc(path: Path) -> dict | None:
-    """The one JSON document `--json` prints (None: nothing, or not JSON: a crash)."""
-    text = path.read_text(errors="replace").strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        for line in reversed(text.splitlines()):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                continue
-    return None
-
-
-def tail(path: Path, n: int = 12) -> list[str]:
-    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    return lines[-n:]
-
-
-def _target_folder(out: Path, aid: str) -> Path | None:
-    """targets/<id>/ of a finished run (OUT) or of one that stopped (OUT.partial)."""
-    for base in (out, out.with_name(out.name + ".partial")):
-        if (base / "targets" / aid).is_dir():
-            return base / "targets" / aid
-    return None
-
 
 def _nvidia_errors(folder: Path | None) -> list[str]:
     """The ERROR / INTERNAL_ERROR lines TensorRT-RTX logged while building (build.log)."""
@@ -254,29 +177,8 @@ def run_model(model: str, tmp: Path, timeout: float) -> dict:
 
 
 def machine() -> dict:
-    import platform
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("flags")), [])
-    git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout  # noqa: E731
-    versions = {}
-    import importlib.metadata as md
-
-    for dist in ("tensorrt-rtx-cu13", "tensorrt-rtx-cu12", "onnx", "onnxruntime", "torch", "tensorflow-cpu",
-                 "tensorflow", "tf2onnx", "convertctl"):
-        try:
-            versions[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            pass
-    gpu = subprocess.run(["sh", "-c", "nvidia-smi -L 2>&1 || true"], capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "avx512": any(f.startswith("avx512") for f in flags),
-            "amx": any(f.startswith("amx") for f in flags), "platform": platform.platform(),
-            "python": platform.python_version(), "versions": versions, "nvidia_smi": gpu[:200],
-            "commit": git("rev-parse", "--short", "HEAD").strip(),
-            "uncommitted": [ln[3:] for ln in git("status", "--porcelain", "--untracked-files=no", "--", "convertctl",
-                                                 "recipes").splitlines() if ln.strip()]}
+    return run_machine(("tensorrt-rtx-cu13", "tensorrt-rtx-cu12", "onnx", "onnxruntime", "torch", "tensorflow-cpu",
+                        "tensorflow", "tf2onnx", "convertctl"), gpu=True)
 
 
 def bench(models: list[str] | None = None, timeout: float = 600.0, keep: bool = False) -> dict:
@@ -310,17 +212,6 @@ def bench(models: list[str] | None = None, timeout: float = 600.0, keep: bool = 
 
 
 # ---------------------------------------------------------------------------------------------- rendering
-
-def _mb(n: int | None) -> str:
-    if n is None:
-        return "–"
-    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.0f} KB"
-
-
-def _short(reason: str | None, n: int = 160) -> str:
-    text = " ".join(str(reason or "").split()).replace("|", "\\|")
-    return text if len(text) <= n else text[: n - 1] + "…"
-
 
 def summary_line(rec: dict) -> str:
     if rec["kind"] != "manifest":

@@ -188,6 +188,24 @@ def test_a_converter_failure_is_one_line_naming_the_operator(tmp_path):
 
 
 @pytest.mark.slow
+@needs_onnx2tf
+def test_a_failed_conversion_s_log_is_named_where_it_is_after_the_run(tmp_path):
+    """The reason names the log relative to the output folder: the staging folder the converter wrote it in is
+    renamed when the run ends (measured: an absolute path into `.NAME.staging-PID/` that no longer existed)."""
+    recipe = {"version": 1, "name": "castlike", "source": {"framework": "onnx",
+                                                           "path": str(_castlike_model(tmp_path / "m.onnx"))},
+              "targets": [{"runtime": "litert", "precision": "fp32"}], "stages": ["export", "build"],
+              "output": str(tmp_path / "out")}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_cli("run", tmp_path / "recipe.yaml", "--json")
+    (artifact,) = json.loads(res.stdout)["artifacts"]
+    assert res.code == 1 and artifact["status"] == "error"
+    assert "staging" not in artifact["reason"] and "full log: targets/litert_fp32/" in artifact["reason"]
+    log = artifact["reason"].split("full log: ")[1].split(")")[0].split(";")[0].strip()
+    assert (tmp_path / "out" / log).is_file(), log
+
+
+@pytest.mark.slow
 @needs_runtime
 @needs_onnx2tf
 def test_int8_on_the_labelled_digits_loses_at_most_one_point(tmp_path):

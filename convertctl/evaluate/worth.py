@@ -9,7 +9,8 @@ noise, (p90 - p50) / p50, so jitter alone is never flagged.
 
 from __future__ import annotations
 
-_SIZE_SUFFIXES = (".onnx", ".data", ".bin", ".xml", ".engine", ".plan")  # the model itself, not reports
+# the model itself, not reports: ONNX (+ external data), OpenVINO IR, TensorRT engines, MNN, ncnn, LiteRT
+_SIZE_SUFFIXES = (".onnx", ".data", ".bin", ".xml", ".engine", ".plan", ".mnn", ".param", ".tflite")
 
 
 def model_bytes(record) -> int:

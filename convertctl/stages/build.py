@@ -5,6 +5,7 @@ artifact an error without a build."""
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 
@@ -89,7 +90,9 @@ def build(ctx: RunContext, model: ModelInFlight, spec, unsupported: dict[str, st
             record.effective = runner.effective
             _verify(ctx, model, record, runner, tolerance)
     except ConvertctlError as exc:
-        record.status, record.reason = "error", exc.message + (f" ({exc.hint})" if exc.hint else "")
+        # paths inside the output folder relative to it: the staging folder they point into is renamed at the end
+        reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        record.status, record.reason = "error", reason.replace(f"{ctx.dir}{os.sep}", "")
     except Exception as exc:  # one target's failure must not hide the others' results
         record.status, record.reason = "error", f"{type(exc).__name__}: {exc}".strip()[:500]
         ctx.note(f"{spec.id}: " + traceback.format_exc(limit=3).strip().splitlines()[-1])
