@@ -328,6 +328,28 @@ def test_a_signal_stops_the_run_and_its_children_and_leaves_nothing(tmp_path, mo
     assert load_manifest(tmp_path / "out")["status"] == "ok"
 
 
+def test_a_stop_signal_whose_exception_was_swallowed_still_ends_a_long_wait(tmp_path):
+    """A signal landing in an at-fork hook (logging's _releaseLock, run by every spawn) loses its exception; the
+    handler has recorded it, and the wait for a child asks for it again: the child is stopped, not waited out."""
+    import threading
+
+    from convertctl import processes
+
+    def lost_signal():
+        time.sleep(0.5)
+        processes._pending = signal.SIGINT  # what _on_signal records before its exception is swallowed
+
+    t0 = time.monotonic()
+    threading.Thread(target=lost_signal).start()
+    try:
+        with pytest.raises(processes.Interrupted):
+            processes.run([sys.executable, "-c", "import time; time.sleep(120)"], cwd=tmp_path)
+    finally:
+        processes._pending = None
+    assert time.monotonic() - t0 < 10
+    assert not processes._live  # stopped and unregistered
+
+
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_finished_looking_folder_and_the_next_run_cleans_up(tmp_path, models_file,
                                                                                    write_recipe):

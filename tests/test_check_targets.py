@@ -166,7 +166,7 @@ def test_bad_files_and_bad_targets(tmp_path):
         check_model(text, BOTH)
     with pytest.raises(UsageError, match="model file not found"):
         check_model(tmp_path / "missing.onnx", BOTH)
-    with pytest.raises(UsageError, match="unknown target 'coreml': known targets are onnxruntime, openvino, tensorrt"):
+    with pytest.raises(UsageError, match="unknown target 'coreml': known targets are litert, mnn, ncnn, onnxruntime, openvino, tensorrt"):
         check_model(good, ["onnxruntime", "coreml"])
     broken = save(tmp_path, [h.make_node("Add", ["x", "z"], ["y"], name="the_add")],
                   [vi("x", T.FLOAT, [2, 3]), vi("z", T.FLOAT, [4, 5])], [vi("y", T.FLOAT, None)], name="broken.onnx")
