@@ -9,12 +9,19 @@ noise, (p90 - p50) / p50, so jitter alone is never flagged.
 
 from __future__ import annotations
 
-# the model itself, not reports: ONNX (+ external data), OpenVINO IR, TensorRT engines, MNN, ncnn, LiteRT
-_SIZE_SUFFIXES = (".onnx", ".data", ".bin", ".xml", ".engine", ".plan", ".mnn", ".param", ".tflite")
+# the model itself, not reports: ONNX (+ external data), IR and engines; a target adds its own (Target.model_suffixes)
+_SIZE_SUFFIXES = (".onnx", ".data", ".bin", ".xml", ".engine", ".plan")
+
+
+def _suffixes() -> tuple[str, ...]:
+    from convertctl.targets import registry
+
+    return _SIZE_SUFFIXES + tuple(s for t in registry.all_targets() for s in t.model_suffixes)
 
 
 def model_bytes(record) -> int:
-    return sum(f.bytes for f in record.files if f.path.endswith(_SIZE_SUFFIXES))
+    suffixes = _suffixes()
+    return sum(f.bytes for f in record.files if f.path.endswith(suffixes))
 
 
 def _noise(latency) -> float:

@@ -123,6 +123,9 @@ class Target:
     # Why a precision is not in `precisions` (e.g. "int8": the wheels carry no quantizer): said wherever it is asked
     # for (build, quantize), instead of a bare "does not build"
     unavailable: tuple[tuple[str, str], ...] = ()
+    # The suffixes of its model files beyond the core's (.onnx, .data, .bin, .xml, .engine, .plan), counted as the
+    # artifact's size (evaluate/worth.py)
+    model_suffixes: tuple[str, ...] = ()
     test_builds_kits_of: tuple[str, ...] = ()
     test_build_kit: Callable[[Path, dict, TargetOptions], KitTestBuild] | None = None
 

@@ -46,4 +46,5 @@ TARGET = Target(
     check=_check,
     environment=("ai-edge-litert",),
     int8_quantizer="TFLite's converter (onnx2tf -oiqt)",
+    model_suffixes=(".tflite",),
 )

@@ -151,4 +151,5 @@ TARGET = Target(
     check=_check,
     environment=("mnn",),
     int8_quantizer="MNN's offline quantizer",
+    model_suffixes=(".mnn",),
 )

@@ -165,4 +165,5 @@ TARGET = Target(
     title="ncnn",
     check=_check,
     environment=("ncnn", "pnnx"),
+    model_suffixes=(".param",),
 )
