@@ -275,27 +275,32 @@ def corpus_recipe(model: str, folder: Path, targets: list[dict], latency: dict, 
     return out
 
 
+def wait_or_stop(proc: subprocess.Popen, timeout: float) -> tuple[int, bool]:
+    """(exit code, timed out) of a child started with start_new_session=True. On a timeout its group gets SIGTERM
+    (convertctl then stops its children and cleans its staging folder), SIGKILL after 60 s; the code is then 124,
+    as `timeout` reports it."""
+    import signal
+
+    try:
+        return proc.wait(timeout=timeout), False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        return 124, True
+
+
 def run_cli_logged(argv: list[str], logs: Path, tag: str, timeout: float) -> dict:
     """Run `convertctl ARGV` in its own process group under a timeout; stdout and stderr kept in LOGS. On a timeout
     SIGTERM first (convertctl stops its children and cleans its staging folder), SIGKILL after 60 s."""
-    import signal
-
     stdout_path, stderr_path = logs / f"{tag}.stdout.json", logs / f"{tag}.stderr.txt"
     t0 = time.perf_counter()
     with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
         proc = subprocess.Popen([CLI, *argv], cwd=ROOT, stdout=so, stderr=se, start_new_session=True)
-        timed_out = False
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            rc = 124
+        rc, timed_out = wait_or_stop(proc, timeout)
     return {"argv": ["convertctl", *argv], "exit_code": rc, "wall_seconds": round(time.perf_counter() - t0, 1),
             "timed_out": timed_out, "stdout": stdout_path, "stderr": stderr_path}
 

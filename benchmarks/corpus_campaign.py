@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from common import wait_or_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -225,18 +225,7 @@ def execute(argv: list[str], out: Path, logs: Path, tag: str, timeout: float, en
     t0 = time.perf_counter()
     with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
         proc = subprocess.Popen(full, cwd=ROOT, stdout=so, stderr=se, env=env, start_new_session=True)
-        timed_out = False
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            rc = 124  # as `timeout` reports it
+        rc, timed_out = wait_or_stop(proc, timeout)
     seconds = time.perf_counter() - t0
     return {"argv": ["convertctl", *argv, "--json", "-o", str(out)], "exit_code": rc, "seconds": round(seconds, 1),
             "timed_out": timed_out, "stdout_log": str(stdout_path), "stderr_log": str(stderr_path)}
