@@ -369,3 +369,44 @@ def short(reason: str | None, n: int = 160) -> str:
     """One line of REASON for a Markdown table cell, at most N characters."""
     text = " ".join(str(reason or "").split()).replace("|", "\\|")
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def corpus_bench_main(description: str, *, models: dict, json_out: Path, timeout: float, section: str, bench,
+                      markdown, list_line, needs_recipe=lambda m: True) -> int:
+    """The command line every per-corpus-model benchmark shares: --models, --output, --timeout, --keep, --render,
+    --list. `bench(models, timeout, keep, output)` measures and returns the JSON document; `markdown(doc)` renders it;
+    `section` is its key in run_all.py's JSON; `list_line(model, spec)` is one line of --list."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", help="comma-separated model ids (default: all): " + ",".join(models))
+    ap.add_argument("--output", type=Path, default=json_out, help="results JSON (default %(default)s)")
+    ap.add_argument("--timeout", type=float, default=timeout, help="seconds per model's run (default %(default)s)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (recipes, outputs, logs)")
+    ap.add_argument("--render", action="store_true", help="only print the table of --output (this script's JSON or "
+                    "run_all.py's)")
+    ap.add_argument("--list", action="store_true", help="list the models")
+    args = ap.parse_args()
+    if args.list:
+        for m, spec in models.items():
+            print(list_line(m, spec))
+        return 0
+    if args.render:
+        doc = json.loads(args.output.read_text())
+        print(markdown(doc.get(section, doc)))
+        return 0
+    chosen = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    unknown = [m for m in chosen or [] if m not in models]
+    if unknown:
+        ap.error(f"unknown model(s) {', '.join(unknown)}; models: {', '.join(models)}")
+    missing = [m for m in chosen or models if needs_recipe(m) and not (CORPUS_RECIPES / f"{m}.yaml").is_file()]
+    if missing:
+        ap.error(f"no recipe for {', '.join(missing)} in {CORPUS_RECIPES}")
+    if not (ROOT / "recipes" / "models" / "corpus" / ".complete").exists():
+        print("warning: recipes/models/corpus/.complete is missing: run `make models` first", file=sys.stderr)
+    doc = bench(chosen, args.timeout, args.keep, args.output)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(doc, indent=1) + "\n")
+    print(markdown(doc))
+    print(f"\n{doc['seconds']:.0f} s; results in {args.output}", file=sys.stderr)
+    return 0

@@ -24,7 +24,6 @@ latency here: every built artifact is `skipped` with `built; not run: no support
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -34,8 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import CORPUS_RECIPES as RECIPES
-from common import PROTECTED, ForeignLoad, corpus_recipe, read_json_doc, run_machine, tail
+from common import PROTECTED, ForeignLoad, corpus_bench_main, corpus_recipe, read_json_doc, run_machine, tail
 from common import fmt_bytes as _mb
 from common import run_cli_logged as execute
 from common import short as _short
@@ -286,38 +284,11 @@ def markdown(doc: dict) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", help="comma-separated model ids (default: every one not left out): " + ",".join(MODELS))
-    ap.add_argument("--output", type=Path, default=JSON_OUT, help="results JSON (default %(default)s)")
-    ap.add_argument("--timeout", type=float, default=600.0, help="seconds per model's run (default %(default)s)")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (recipes, outputs, logs)")
-    ap.add_argument("--render", action="store_true", help="only print the table of --output (this script's JSON or "
-                    "run_all.py's)")
-    ap.add_argument("--list", action="store_true", help="list the models and why some are left out by default")
-    args = ap.parse_args()
-    if args.list:
-        for m, spec in MODELS.items():
-            print(f"{m:24} {spec['source']:10} {'left out: ' + spec['skip'] if spec.get('skip') else 'runs'}")
-        return 0
-    if args.render:
-        doc = json.loads(args.output.read_text())
-        print(markdown(doc.get("tensorrt_rtx", doc)))  # this script's JSON, or run_all.py's with a tensorrt_rtx section
-        return 0
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    unknown = [m for m in models or [] if m not in MODELS]
-    if unknown:
-        ap.error(f"unknown model(s) {', '.join(unknown)}; models: {', '.join(MODELS)}")
-    missing = [m for m in models or MODELS if not (RECIPES / f"{m}.yaml").is_file()]
-    if missing:
-        ap.error(f"no recipe for {', '.join(missing)} in {RECIPES}")
-    if not (ROOT / "recipes" / "models" / "corpus" / ".complete").exists():
-        print("warning: recipes/models/corpus/.complete is missing: run `make models` first", file=sys.stderr)
-    doc = bench(models, args.timeout, args.keep)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(doc, indent=1) + "\n")
-    print(markdown(doc))
-    print(f"\n{doc['seconds']:.0f} s; results in {args.output}", file=sys.stderr)
-    return 0
+    return corpus_bench_main(
+        __doc__, models=MODELS, json_out=JSON_OUT, timeout=600.0, section="tensorrt_rtx",
+        bench=lambda models, timeout, keep, output: bench(models, timeout, keep), markdown=markdown,
+        list_line=lambda m, spec: f"{m:24} {spec['source']:10} "
+                                  + ("left out: " + spec["skip"] if spec.get("skip") else "runs"))
 
 
 if __name__ == "__main__":

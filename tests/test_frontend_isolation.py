@@ -92,6 +92,16 @@ def test_interpreter_order_recipe_then_variable_then_managed_env(tmp_path, monke
     managed = tmp_path / "cache" / "envs" / "paddle" / "bin" / "python"
     managed.parent.mkdir(parents=True)
     managed.symlink_to(sys.executable)
+    # bin/python alone is what an interrupted `make frameworks` leaves: said as such, not "No module named paddle"
+    with pytest.raises(UsageError, match=r"envs/paddle has no paddle or paddle2onnx: it was not finished") as err:
+        resolve("paddle", "paddle_pir")
+    assert "make frameworks" in err.value.hint
+    site = managed.parent.parent / "lib" / "python3.11" / "site-packages"
+    (site / "paddle").mkdir(parents=True)
+    with pytest.raises(UsageError, match=r"has no paddle2onnx: it was not finished"):
+        resolve("paddle", "paddle_pir")
+    (site / "paddle2onnx-2.1.0.dist-info").mkdir()
+    (site / "paddle2onnx").mkdir()
     chosen = resolve("paddle", "paddle_pir")
     assert chosen.python == str(managed) and "make frameworks" in chosen.origin
 

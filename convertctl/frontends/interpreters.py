@@ -53,6 +53,20 @@ def _usable(python: str, origin: str) -> str:
     return python
 
 
+def env_lacks(env: Path, packages) -> list[str]:
+    """The packages (import names) a managed environment has none of in its site-packages: a `make frameworks` that
+    stopped halfway leaves bin/python without them, and the child would only say "No module named ...". By the
+    folder, not by starting the interpreter: a look is instant, TensorFlow's import takes seconds."""
+    found = list(env.glob("lib/python*/site-packages"))
+    return [p for p in packages
+            if not any((site / p).is_dir() or any(site.glob(f"{p}.*")) for site in found)]
+
+
+def incomplete_env(env: Path, packages, how: str) -> UsageError:
+    return UsageError(f"the environment {env} has no {' or '.join(packages)}: it was not finished (an interrupted or "
+                      "failed `make frameworks`?)", hint=f"{how}; or remove {env}")
+
+
 def _here_has(packages) -> bool:
     return all(importlib.util.find_spec(p) is not None for p in packages)
 
@@ -109,6 +123,9 @@ def resolve_stack(stacks: tuple[Stack, ...], name: str, recipe_python: Path | No
     if stack.requirements is not None:
         managed = managed_env(name) / "bin" / "python"
         if managed.is_file():
+            lacking = env_lacks(managed_env(name), stack.packages)
+            if lacking:
+                raise incomplete_env(managed_env(name), lacking, "run `make frameworks` again")
             return Interpreter(str(managed), name, f"{managed_env(name)} (make frameworks)")
     if _here_has(stack.packages):
         return Interpreter(sys.executable, name, "this interpreter")
