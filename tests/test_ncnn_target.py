@@ -153,12 +153,12 @@ def test_small_cnn_fp32_and_fp16_are_verified_against_pytorch(small_run):
 @pytest.mark.slow
 def test_the_artifact_is_the_ncnn_layout_and_its_pnnx_command(small_run):
     folder, _ = small_run
-    for precision, flag in (("fp32", "fp16=0"), ("fp16", "fp16=1")):
+    for precision in ("fp32", "fp16"):  # pnnx writes FP32 weights for both: convertctl writes the FP16 ones
         art = folder / "out" / "targets" / f"ncnn_{precision}"
         assert sorted(p.name for p in art.iterdir()) == ["kit.json", "model.ncnn.bin", "model.ncnn.param"]
         kit = _kit(art)
         assert kit["converter"]["command"] == (
-            f"pnnx model.onnx inputshape=[1,3,32,32]f32 {flag} optlevel=2 device=cpu ncnnparam=model.ncnn.param "
+            "pnnx model.onnx inputshape=[1,3,32,32]f32 fp16=0 optlevel=2 device=cpu ncnnparam=model.ncnn.param "
             "ncnnbin=model.ncnn.bin")
         assert kit["blobs"]["inputs"] == [{"onnx": "image", "blob": "in0", "batch_axis": 0}]
         assert [o["blob"] for o in kit["blobs"]["outputs"]] == ["out0"]
@@ -190,6 +190,129 @@ def test_digits_fp32_and_fp16_keep_the_top1_accuracy(tmp_path):
     layers = arts["ncnn_fp32"]["settings"]["per_layer"]
     assert layers["blobs"] == layers["matched"] == 7 and layers["first_divergence"] is None
     assert "InnerProduct" in arts["ncnn_fp16"]["effective"]["fp16_here"]
+
+
+# ---------------------------------------------------------------------------------------- FP16 weights, written here
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _pnnx_own_fp16(model: Path, shape: list[int], folder: Path, x: np.ndarray) -> np.ndarray:
+    """The model converted by pnnx with its own fp16=1, run with every FP16 option off: only its weights differ."""
+    import ncnn
+
+    from convertctl.targets.ncnn import convert as cv
+
+    cv.run_pnnx(model, folder, cv.command([(shape, 1)], None, True, 2), timeout=120)
+    net = ncnn.Net()
+    net.opt.use_fp16_storage = net.opt.use_fp16_packed = net.opt.use_fp16_arithmetic = False
+    assert net.load_param(str(folder / cv.PARAM)) == 0 and net.load_model(str(folder / cv.BIN)) == 0
+    ex = net.create_extractor()
+    ex.input("in0", ncnn.Mat(np.ascontiguousarray(x[0])))
+    return np.array(ex.extract("out0")[1])[None]
+
+
+def _conv_bn(name: str, cin: int, cout: int, var: tuple[float, float], eps: float, rng) -> tuple[list, list]:
+    """Conv -> BatchNormalization with running variances in `var`: pnnx folds the BN into the conv, scaling its
+    weights by gamma / sqrt(var + eps)."""
+    inits = [oh.make_tensor(f"{name}_{k}", TensorProto.FLOAT, list(v.shape), v.ravel().tolist()) for k, v in (
+        ("w", rng.normal(0, 0.1, (cout, cin, 3, 3))), ("gamma", rng.uniform(0.75, 1.1, cout)),
+        ("beta", rng.normal(0, 0.1, cout)), ("mean", np.zeros(cout)), ("var", rng.uniform(*var, cout)))]
+    stats = [f"{name}_{k}" for k in ("gamma", "beta", "mean", "var")]
+    nodes = [oh.make_node("Conv", [f"{name}_in", f"{name}_w"], [f"{name}_c"], pads=[1, 1, 1, 1], name=f"{name}_conv"),
+             oh.make_node("BatchNormalization", [f"{name}_c", *stats], [f"{name}_out"], epsilon=eps, name=f"{name}_bn")]
+    return nodes, inits
+
+
+def _conv_bn_model(folder: Path, var: tuple[float, float], eps: float) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A Conv+BatchNorm+ReLU model, an input of PP-OCRv4 det's head's magnitude (up to 3339 there) and ONNX Runtime's
+    output on it."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    nodes, inits = _conv_bn("a", 8, 16, var, eps, rng)
+    nodes = [oh.make_node("Identity", ["x"], ["a_in"]), *nodes, oh.make_node("Relu", ["a_out"], ["y"])]
+    model = _save(folder / "conv_bn.onnx", nodes, [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                  [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 16])], inits)
+    x = rng.uniform(0, 3000, (1, 8, 16, 16)).astype(np.float32)
+    return model, x, ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def _fp16_build(model: Path, folder: Path, x: np.ndarray):
+    spec = NcnnOptions(runtime="ncnn", precision="fp16", per_layer=False)
+    built = TARGET.build(model, spec, folder, None)
+    (got,) = TARGET.open(folder, spec, built.settings).run({"x": x})
+    return built.settings, got
+
+
+def test_fp16_keeps_the_folded_weights_below_fp16s_normal_range(tmp_path):
+    """PP-OCRv4 det's defect, small: a BatchNorm with running variance 1e6..1e7 (PP-OCRv4 det's DB head: 1e7..1e8)
+    folds into conv weights of ~3e-5, below FP16's smallest normal (6.1e-5). pnnx's own fp16=1 writes them as 0;
+    convertctl rounds them to FP16 subnormals."""
+    model, x, ref = _conv_bn_model(tmp_path, (1e6, 1e7), 1e-5)
+    assert _cosine(_pnnx_own_fp16(model, [1, 8, 16, 16], tmp_path / "pnnx", x), ref) < 0.9  # the defect is here
+    settings, got = _fp16_build(model, tmp_path / "art", x)
+    assert _cosine(got, ref) > 0.9999
+    assert "fp32_layers" not in settings and settings["weights"].startswith("fp16, written by convertctl")
+    assert "fp16=0" in settings["pnnx_command"]
+    assert "31=" not in (tmp_path / "art" / "model.ncnn.param").read_text()
+
+
+def test_fp16_weights_fp16_cannot_hold_stay_fp32_and_their_layer_too(tmp_path):
+    """Variance and epsilon 1e-12 fold into conv weights above FP16's 65504: pnnx's own fp16=1 writes inf (the output
+    is NaN). That blob stays FP32 in the .bin and its layer gets featmask 31=3 (no FP16 storage or arithmetic), so a
+    CPU that does compute in FP16 (ARM asimdhp) keeps that layer in FP32 too."""
+    model, x, ref = _conv_bn_model(tmp_path, (1e-12, 2e-12), 1e-12)
+    assert not np.isfinite(_pnnx_own_fp16(model, [1, 8, 16, 16], tmp_path / "pnnx", x)).all()
+    settings, got = _fp16_build(model, tmp_path / "art", x)
+    assert _cosine(got, ref) > 0.99999
+    param = (tmp_path / "art" / "model.ncnn.param").read_text().splitlines()
+    (conv,) = [ln.split()[1] for ln in param if ln.startswith("Convolution")]
+    assert list(settings["fp32_layers"]) == [conv] and param[-1].split()[1] == conv and param[-1].endswith(" 31=3")
+
+
+@pytest.mark.corpus
+@needs_corpus
+def test_fp16_ppocrv4_det_head_keeps_its_tiny_folded_weights(tmp_path):
+    """PP-OCRv4 det's DB head (Conv+BN+ReLU, ConvTranspose x2, Sigmoid) with its real weights, fed the activations
+    the full model makes on a corpus page: pnnx's own FP16 weights give cosine 0.03 (the whole model's FP16 failure,
+    measured 0.031); convertctl's give 0.9999998 (the whole model: 0.999996, docs/ncnn.md)."""
+    import onnxruntime as ort
+    from PIL import Image
+
+    full = onnx.load(str(CORPUS / "ppocrv4_det_onnx" / "ch_PP-OCRv4_det_infer.onnx"))
+    g = full.graph
+    producer = {t: n for n in g.node for t in n.output}
+    node = next(n for n in g.node if n.op_type == "ConvTranspose")  # the head's first upsampling
+    for _ in range(3):  # <- Relu <- BatchNormalization <- Conv (ncnn's convrelu_0)
+        node = producer[node.input[0]]
+    assert node.op_type == "Conv"
+    start = node.input[0]
+    needed, keep = {g.output[0].name}, []
+    for node in reversed(g.node):  # the nodes between the conv's input and the output
+        if needed & set(node.output):
+            keep.insert(0, node)
+            needed |= {i for i in node.input if i and i != start}
+    head = oh.make_graph(keep, "db_head", [oh.make_tensor_value_info(start, TensorProto.FLOAT, [1, 96, 80, 80])],
+                         [oh.make_tensor_value_info(g.output[0].name, TensorProto.FLOAT, [1, 1, 320, 320])],
+                         [t for t in g.initializer if t.name in needed])
+    model = tmp_path / "db_head.onnx"
+    onnx.save(oh.make_model(head, opset_imports=full.opset_import, ir_version=full.ir_version), model)
+
+    page = sorted((CORPUS / "ppocrv4_det_onnx" / "data").glob("*.png"))[0]
+    img = np.asarray(Image.open(page).convert("RGB").resize((320, 320)), np.float32)[:, :, ::-1] / 255.0
+    img = ((img - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1)[None].astype(np.float32)
+    full.graph.output.append(onnx.ValueInfoProto(name=start))
+    x = ort.InferenceSession(full.SerializeToString(), providers=["CPUExecutionProvider"]).run([start], {"x": img})[0]
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {start: x})[0]
+
+    assert _cosine(_pnnx_own_fp16(model, [1, 96, 80, 80], tmp_path / "pnnx", x), ref) < 0.1  # measured 0.027
+    spec = NcnnOptions(runtime="ncnn", precision="fp16", per_layer=False)
+    built = TARGET.build(model, spec, tmp_path / "art", None)
+    (got,) = TARGET.open(tmp_path / "art", spec, built.settings).run({start: x})
+    assert _cosine(got, ref) > 0.99999  # measured 0.9999998
+    assert "fp32_layers" not in built.settings  # rounded correctly, FP16 holds them (relative error 5.7e-4)
 
 
 # ------------------------------------------------------------------------------------------------ real corpus

@@ -8,7 +8,8 @@ shape this module:
 - it exits 0 even when it fails (a missing file, an operator it cannot convert): success is the two files, and
   an operator it cannot convert is a `todo <op>` line in its log, written into the `.param` as a layer type ncnn
   does not have;
-- `fp16=1` (its default) writes FP16 weights into the `.bin`: an FP32 artifact needs `fp16=0`.
+- `fp16=1` (its default) writes FP16 weights into the `.bin`, flushing every weight below 2^-14 to zero: convertctl
+  always runs `fp16=0` and writes FP16 weights itself (fp16.py).
 """
 
 from __future__ import annotations

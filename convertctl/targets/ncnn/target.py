@@ -39,12 +39,16 @@ def onnx_io(onnx_path: Path):
 def convert(onnx_path: Path, out_dir: Path, specs: list[dict], dims: dict, fp16: bool, optlevel: int,
             timeout: float):
     """Run pnnx on the ONNX into `out_dir` (model.ncnn.param/.bin only); returns (Conversion, inputs, outputs,
-    notes). A converter failure raises ConvertctlError naming the operator."""
+    notes, {layer kept FP32: its FP16 relative error} or None when not fp16). A converter failure raises
+    ConvertctlError naming the operator.
+
+    pnnx always writes FP32 weights (`fp16=0`): its own FP16 writer flushes every weight below 2^-14 to zero
+    (fp16.py), so FP16 weights are written from them here."""
     from convertctl.targets.ncnn import convert as cv
 
     ins, outs, nodes = onnx_io(onnx_path)
     shapes, shapes2, notes = cv.input_shapes(ins, specs, dims)
-    args = cv.command(shapes, shapes2, fp16, optlevel)
+    args = cv.command(shapes, shapes2, False, optlevel)
     scratch = out_dir / _SCRATCH
     try:
         conv = cv.run_pnnx(onnx_path, scratch, args, timeout, shapes)
@@ -56,7 +60,12 @@ def convert(onnx_path: Path, out_dir: Path, specs: list[dict], dims: dict, fp16:
     finally:
         cv.discard(scratch)
     conv.folder = out_dir
-    return conv, ins, outs, notes
+    kept = None
+    if fp16:
+        from convertctl.targets.ncnn.fp16 import to_fp16
+
+        kept = to_fp16(out_dir, cv.PARAM, cv.BIN)
+    return conv, ins, outs, notes, kept
 
 
 def _blobs(param: str, ins, outs, specs: list[dict]) -> dict:
@@ -85,15 +94,19 @@ def _build(onnx_path: Path, spec: NcnnOptions, out_dir: Path, ctx=None) -> Built
     specs = [{"name": s.name, "shape": list(s.shape), "batch_axis": s.batch_axis} for s in (ctx.inputs if ctx else [])]
     dims = dict(ctx.dims) if ctx else {}
     fp16 = spec.precision == "fp16"
-    conv, ins, outs, notes = convert(onnx_path, out_dir, specs, dims, fp16, spec.optlevel, spec.convert_timeout_s)
+    conv, ins, outs, notes, kept = convert(onnx_path, out_dir, specs, dims, fp16, spec.optlevel,
+                                           spec.convert_timeout_s)
     kit = {
         "precision": spec.precision,
         "files": {"param": PARAM, "bin": BIN},
         "converter": {"pnnx": _pnnx_version(), "command": " ".join(conv.command),
                       "seconds": conv.seconds,
                       "note": "run where model.onnx is; pnnx also writes its own intermediates (.pnnx.*, _pnnx.py, "
-                              "_ncnn.py) there, which the artifact does not ship"},
-        "weights": "fp16 (pnnx fp16=1)" if fp16 else "fp32 (pnnx fp16=0)",
+                              "_ncnn.py) there, which the artifact does not ship"
+                              + ("; the FP16 .bin is then written from its FP32 one by convertctl "
+                                 "(convertctl/targets/ncnn/fp16.py)" if fp16 else "")},
+        "weights": _weights(fp16, kept),
+        **({"fp32_layers": kept} if kept else {}),
         "fp16_arithmetic": spec.fp16_arithmetic,
         "num_threads": spec.num_threads,
         "blobs": _blobs((out_dir / PARAM).read_text(), ins, outs, specs),
@@ -102,12 +115,20 @@ def _build(onnx_path: Path, spec: NcnnOptions, out_dir: Path, ctx=None) -> Built
     }
     (out_dir / "kit.json").write_text(json.dumps(kit, indent=2) + "\n")
     settings = {"pnnx_command": kit["converter"]["command"], "convert_seconds": conv.seconds,
-                "weights": kit["weights"], "layers": kit["layers"],
+                "weights": kit["weights"], **({"fp32_layers": kept} if kept else {}), "layers": kit["layers"],
                 "blobs": {b["onnx"]: b["blob"] for b in kit["blobs"]["inputs"] + kit["blobs"]["outputs"]},
                 **({"num_threads": spec.num_threads} if spec.num_threads else {}), **({"notes": notes} if notes else {})}
     if spec.per_layer:
         settings["per_layer"] = _per_layer(onnx_path, out_dir, ctx)
     return BuiltArtifact(files=[Path(PARAM), Path(BIN), Path("kit.json")], settings=settings)
+
+
+def _weights(fp16: bool, kept: dict | None) -> str:
+    if not fp16:
+        return "fp32 (pnnx fp16=0)"
+    return ("fp16, written by convertctl from pnnx's fp16=0 FP32 weights (rounded to nearest, subnormals kept; "
+            "pnnx's own fp16=1 flushes weights below 6.1e-5 to zero)"
+            + (f"; {len(kept)} layer(s) FP16 cannot hold kept FP32, with featmask 31=3" if kept else ""))
 
 
 def _per_layer(onnx_path: Path, out_dir: Path, ctx) -> dict | str:
