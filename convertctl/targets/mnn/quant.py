@@ -5,7 +5,9 @@ The quantizer reads images (one input, MNN's own resize and mean/normal) or, wit
 folder per sample holding `<input name>.txt` (the values as text) and `input.json` (each input's shape). The second
 is model-agnostic: any number of inputs, any rank and dtype, the exact tensors convertctl's preprocessing made, so
 the quantizer calibrates on what the other targets calibrate on. With `"debug": true` it also reports, per tensor,
-the cosine between the float and the quantized model on the calibration samples: MNN's own per-layer comparison.
+the cosine between the float model and a *simulation* of the quantized one on the calibration samples (the float
+model's tensors quantized and dequantized in float, calibration.cpp `_computeQuantError`): it never runs MNN's INT8
+kernels, so a kernel defect (the x86 INT8 MaxPool, maxpool.py) does not show in it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from convertctl.errors import ConvertctlError, UsageError
 _DEBUG_ROW = re.compile(r"^(.*?) output_tensor_(\d+):\s+cos distance: (\S+), overflow ratio: (\S+)$")
 # MNN names its tensors after the ONNX tensor they compute, plus suffixes for what it inserted around them
 _SUFFIXES = re.compile(r"(__matmul_converted|_raster_\d+|__\w+_converted|_int8|_float)+$")
+MAXPOOL_WHY = ("MNN 3.6.1's x86 INT8 MaxPool kernel compares its uint8-stored (offset 128) values as signed int8 and "
+               "is wrong where a window holds both signs; these MaxPools run in float (docs/mnn.md)")
 DIVERGING_COSINE = 0.99  # a layer below this cosine vs the float model is reported as diverging
 
 
@@ -103,6 +107,18 @@ def quantize(float_mnn: Path, out_mnn: Path, onnx_path: Path, spec, ctx, out_dir
         raise ConvertctlError(f"MNN's offline quantizer ({cfg['feature_quantize_method']}) {how}"
                               + (f": {said}" if said else ""),
                               hint=f"try int8_feature_method: ADMM or EMA in the mnn target; log: {run.log}")
+    # MNN 3.6.1's x86 INT8 MaxPool compares offset-uint8 bytes as signed int8 (wrong on windows holding both signs):
+    # each INT8 MaxPool is made to run in float (maxpool.py)
+    from convertctl.targets.mnn.maxpool import float_maxpools
+
+    pools, left = float_maxpools(out_mnn)
+    if left:
+        raise ConvertctlError(
+            f"MNN's INT8 MaxPool is wrong on x86 for values of both signs, and the quantizer "
+            f"({_method_used(run.text, cfg['feature_quantize_method'])}) left {', '.join(left[:3])}"
+            f"{', …' if len(left) > 3 else ''} in INT8 with no scale of its own, so it cannot run in float",
+            hint="int8_feature_method: KL (the default) or ADMM writes the scales that let it run in float (MNN "
+                 "uses EMA by itself when the converted model keeps a BatchNorm); see docs/mnn.md")
     # the folder of text samples is gone: quant.json says where they were, relative to the artifact
     cfg["path"] = "calibration/"
     (out_dir / "quant.json").write_text(json.dumps(cfg, indent=2) + "\n")
@@ -113,6 +129,7 @@ def quantize(float_mnn: Path, out_mnn: Path, onnx_path: Path, spec, ctx, out_dir
             **({"feature_quantize_fallback": fallback} if fallback else {}),
             "weight_quantize_method": spec.int8_weight_method,
             **({"skip_quant_op_names": skip} if skip else {}),
+            **({"maxpool_in_float": {"layers": pools, "why": MAXPOOL_WHY}} if pools else {}),
             "quantizer_seconds": run.seconds, "quantizer_imports": run.modules,
             "layers": layer_summary(layers)}
 
@@ -167,5 +184,7 @@ def layer_summary(rows: list[dict]) -> dict:
         return {"compared": 0}
     first = next((r for r in rows if r["cosine"] < DIVERGING_COSINE), None)
     worst = min(rows, key=lambda r: r["cosine"])
-    return {"compared": len(rows), "by": "MNN's quantizer (debug): cosine INT8 vs float per tensor, calibration samples",
+    by = ("MNN's quantizer (debug): cosine of simulated INT8 (fake quantization in float, not MNN's INT8 kernels) vs "
+          "float per tensor, calibration samples")
+    return {"compared": len(rows), "by": by,
             "threshold": DIVERGING_COSINE, "first_diverging": first, "worst": worst, "file": "layers.json"}
