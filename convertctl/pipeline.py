@@ -137,6 +137,10 @@ def _preflight(recipe, reporter):
     src = recipe.source
     frontend = get(src.framework)
     frontend.preflight(recipe)  # a wrong folder, a missing weights file, a missing framework
+    if "build" in recipe.stages:
+        from convertctl.stages.build import usage_problems
+
+        usage_problems(recipe)  # e.g. a converter that takes another framework's models
     if frontend.passthrough and "build" in recipe.stages:  # an ONNX source: its precisions can be judged now
         from convertctl.quantize.preflight import check_quantizable
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +84,20 @@ def test_check_names_the_operator_onnx2tf_has_no_converter_for(tmp_path):
     assert bad == [("castlike_0", "CastLike", "onnx2tf 1.29.24 has no converter for CastLike")]
 
 
+def test_check_of_a_tensorflow_sources_onnx_does_not_block_tflite_converter(tmp_path):
+    """In a run from a TensorFlow source, TFLiteConverter converts the source, not tf2onnx's ONNX: an operator onnx2tf
+    lacks is a condition (said), not a refusal that would skip the build."""
+    from convertctl.checks.run_check import check_model
+
+    path = _castlike_model(tmp_path / "m.onnx")
+    (alone,) = check_model(path, ["litert"]).targets
+    (from_tf,) = check_model(path, ["litert"], source_framework="tensorflow").targets
+    assert alone.verdict == "unsupported" and from_tf.verdict == "conditional"
+    (node,) = [n for n in from_tf.nodes if n.op_type == "CastLike"]
+    assert node.reason.startswith("onnx2tf 1.29.24 has no converter for CastLike; TFLiteConverter (the default for a "
+                                  "TensorFlow source) converts the source itself")
+
+
 def test_check_passes_a_convolution_and_notes_the_dynamic_dims(tmp_path):
     res = run_cli("check", _conv_model(tmp_path / "m.onnx"), "-t", "litert", "--json")
     assert res.code == 0, res.stderr
@@ -132,6 +147,10 @@ def test_small_cnn_fp32_and_fp16(write_recipe, tmp_path):
     assert all(o["cosine"] > 0.999999 and o["max_abs"] < 1e-5 for o in out.values()), out  # measured 7.5e-8
     out16 = fp16["verification"][0]["outputs"]
     assert all(o["cosine"] > 0.9999 and o["max_abs"] < 1e-3 for o in out16.values()), out16  # measured 6.6e-5
+    # per layer (onnx2tf's NHWC tensors matched to the ONNX's NCHW ones by value), on a random probe: nothing diverges
+    per_layer = fp32["settings"]["per_layer"]
+    assert per_layer["sample"].startswith("one random probe") and per_layer["first_divergence"] is None, per_layer
+    assert per_layer["matched"] >= 3 and any("compared NHWC -> NCHW" in w for w in per_layer["worst"]), per_layer
     folder = tmp_path / "out" / "targets"
     assert sorted(p.name for p in (folder / "litert_fp32").iterdir()) == ["kit.json", "model.tflite", "onnx2tf.log",
                                                                          "signature.json"]
@@ -298,3 +317,164 @@ def test_ppocrv4_rec_is_refused_by_onnx2tf_naming_the_operator(tmp_path):
     assert art["reason"].startswith("onnx2tf cannot convert the model at AveragePool node 'p2o.AveragePool.0': "
                                     "ValueError: Negative dimension size caused by subtracting 3 from 1"), art["reason"]
     assert "onnx2tf.log" in art["reason"]
+
+
+# ------------------------------------------------------------- TensorFlow sources: TFLiteConverter, per layer
+
+needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf_keras")
+                              is None, reason="needs convertctl[tf] (tensorflow, tf-keras)")
+
+
+def _relu_model(path):
+    from onnx import TensorProto, helper
+
+    return _onnx(path, [helper.make_node("Relu", ["x"], ["y"], name="relu0")],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+
+
+def test_auto_picks_tflite_converter_for_tensorflow_sources_only():
+    from convertctl.targets.base import BuildContext
+    from convertctl.targets.litert.options import LiteRTOptions
+    from convertctl.targets.litert.tflite import choose, usage_problem
+
+    tf_ctx = BuildContext(source_framework="tensorflow", source_path=Path("m.h5"))
+    onnx_ctx = BuildContext(source_framework="onnx", source_path=Path("m.onnx"))
+    auto = LiteRTOptions(runtime="litert")
+    assert choose(auto, tf_ctx) == "tflite_converter"
+    assert choose(auto, onnx_ctx) == choose(auto, BuildContext()) == "onnx2tf"
+    assert choose(LiteRTOptions(runtime="litert", converter="onnx2tf"), tf_ctx) == "onnx2tf"
+    forced = LiteRTOptions(runtime="litert", converter="tflite_converter")
+    assert usage_problem(forced, tf_ctx) is None and usage_problem(auto, onnx_ctx) is None
+    assert "TensorFlow sources" in usage_problem(forced, onnx_ctx)
+
+
+def test_tflite_converter_on_an_onnx_source_is_a_usage_error(tmp_path):
+    """The recipe asks what cannot work: exit 2, one line naming the option and the fix; nothing built."""
+    source = {"framework": "onnx", "path": str(_relu_model(tmp_path / "m.onnx"))}
+    recipe = {"version": 1, "name": "relu", "source": source,
+              "targets": [{"runtime": "litert", "precision": "fp32", "converter": "tflite_converter"}],
+              "stages": ["export", "build"], "output": str(tmp_path / "out")}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_cli("run", tmp_path / "recipe.yaml")
+    assert res.code == 2, res.stderr
+    assert ("litert_fp32: converter: tflite_converter converts TensorFlow sources (SavedModel, .keras, .h5) only; "
+            "this run's source is onnx: use converter: onnx2tf (or auto)") in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()  # said before writing
+
+
+def _calibrated_run(model_id: str, tmp_path, targets: list[dict]) -> dict:
+    """A corpus recipe with its own calibration data (held-out samples verify) and the given targets."""
+    recipe = yaml.safe_load((RECIPES / f"{model_id}.yaml").read_text())
+    recipe["source"]["path"] = str((RECIPES / recipe["source"]["path"]).resolve())
+    recipe["calibration"]["data"] = str((RECIPES / recipe["calibration"]["data"]).resolve())
+    if not Path(recipe["calibration"]["data"]).exists():
+        pytest.skip("the calibration data is made by `make data`")
+    recipe.update(targets=targets, output=str(tmp_path / "out"), verify={"latency": {"enabled": False}})
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+    res = run_cli("run", tmp_path / "recipe.yaml", "--json", timeout=900, subprocess=True)
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr[-2000:]
+    return {"code": res.code, "manifest": load_manifest(tmp_path / "out"), "stderr": res.stderr}
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@needs_corpus
+@needs_runtime
+@needs_tf
+def test_fer_h5_converts_with_tensorflow_s_own_converter_fp32_and_int8(tmp_path):
+    """A Keras 2 .h5 source: TFLiteConverter (auto) on the source itself, through tf-keras, NHWC kept; fp32 matches
+    TensorFlow (measured cosine 1.000000, max abs 7.7e-7), int8 is calibrated on the run's 100 calibration images and
+    passes its gate (measured cosine 0.9971). Each records the converter, the snippet that reproduces it, and the
+    per-layer comparison (every op output matched to an ONNX tensor by value)."""
+    run = _calibrated_run("fer_emotion_h5", tmp_path, [{"runtime": "litert", "precision": "fp32"},
+                                                        {"runtime": "litert", "precision": "int8"}])
+    assert run["code"] == 0, run["stderr"][-2000:]
+    arts = {a["id"]: a for a in run["manifest"]["artifacts"]}
+    fp32, int8 = arts["litert_fp32"], arts["litert_int8"]
+    for art in (fp32, int8):
+        assert art["status"] == "ok", art["reason"]
+        assert art["settings"]["converter"].startswith("TFLiteConverter (tensorflow 2.")
+        assert art["settings"]["source"].startswith("h5, loaded with tf-keras")
+        assert "from_keras_model" in art["settings"]["command"] and "onnx2tf" not in art["settings"]["command"]
+        assert art["effective"]["input_layout"] == {"input_1": [0, 1, 2, 3]}  # NHWC source: no transpose
+        per_layer = art["settings"]["per_layer"]
+        assert per_layer["first_divergence"] is None, per_layer
+        assert per_layer["matched"] == per_layer["tensors"] > 25, per_layer  # 33 op outputs (fp32, measured)
+    assert all(o["cosine"] >= 0.9999 for o in fp32["verification"][0]["outputs"].values())
+    assert int8["verification"][0]["passed"] is True
+    assert int8["settings"]["calibration_samples"] == 100
+    assert "TFLITE_BUILTINS_INT8" in int8["settings"]["command"]
+    folder = tmp_path / "out" / "targets"
+    sig = json.loads((folder / "litert_fp32" / "signature.json").read_text())
+    assert [(i["onnx"], i["name"], i["shape"]) for i in sig["inputs"]] == [("input_1", "input_1", [-1, 64, 64, 1])]
+    assert sorted(p.name for p in (folder / "litert_int8").iterdir()) == ["kit.json", "model.tflite", "signature.json",
+                                                                         "tflite_converter.log"]
+    assert (folder / "litert_int8" / "model.tflite").stat().st_size < 0.5 * (folder / "litert_fp32" /
+                                                                            "model.tflite").stat().st_size
+
+    # per layer, with a threshold no INT8 tensor meets: the first diverging layer is the first op output below it,
+    # in execution order, named with the ONNX node it was matched to
+    import onnx
+
+    from convertctl.targets.litert.layers import compare, line
+
+    onnx_path = tmp_path / "out" / "model.onnx"
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 1)).astype(np.float32)
+    report = compare(folder / "litert_int8" / "model.tflite", onnx_path, {"input_1": x}, {"input_1": x}, "int8",
+                     threshold=0.99999)
+    first = report["first_divergence"]
+    assert first is not None and first["cosine"] < 0.99999, report
+    assert first["onnx_node"].split(" (")[0] in {n.name for n in onnx.load(str(onnx_path)).graph.node}
+    assert line(first).startswith(f"{first['op']} (tensor ") and "~ ONNX" in line(first)
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@needs_corpus
+@needs_runtime
+@needs_tf
+def test_basic_pitch_savedmodel_fp32_passes_and_fp16_fails_naming_its_first_diverging_layer(tmp_path):
+    """A real SavedModel (three outputs, a constant-Q transform inside the graph), which onnx2tf cannot convert
+    (a Mul of the CQT gets [1,172,324,2] x [1,1,1,309], measured): from_saved_model on its serving_default
+    signature, outputs matched to the ONNX's by name. FP32 matches TensorFlow (measured max abs 1.4e-6); FP16 fails
+    its gate on the recipe's synthetic notes (measured cosine 0.985 on `onset`; on random audio it passes), and the
+    per-layer comparison, on the first calibration sample, says where it starts: the Log of the normalized_log block
+    (cosine 0.9945; every tensor before it >= 0.999)."""
+    run = _calibrated_run("basic_pitch_savedmodel", tmp_path, [{"runtime": "litert", "precision": "fp32"},
+                                                                {"runtime": "litert", "precision": "fp16"}])
+    assert run["code"] == 4, run["stderr"][-2000:]  # EXIT_ACCURACY_GATE: the fp16 artifact failed its gate
+    arts = {a["id"]: a for a in run["manifest"]["artifacts"]}
+    fp32, fp16 = arts["litert_fp32"], arts["litert_fp16"]
+    assert fp32["status"] == "ok", fp32["reason"]
+    assert fp32["settings"]["converter"].startswith("TFLiteConverter")
+    assert "from_saved_model" in fp32["settings"]["command"]
+    assert fp32["settings"]["source"] == "saved_model, loaded with SavedModel (serving_default)"
+    for name, out in fp32["verification"][0]["outputs"].items():
+        assert out["cosine"] is None or out["cosine"] >= 0.9999, (name, out)
+    assert fp32["settings"]["per_layer"]["first_divergence"] is None
+    sig = json.loads((tmp_path / "out" / "targets" / "litert_fp32" / "signature.json").read_text())
+    assert sorted(o["onnx"] for o in sig["outputs"]) == sorted(o["name"] for o in sig["outputs"]) == \
+        ["contour", "note", "onset"]
+    assert fp16["status"] == "failed" and fp16["reason"].startswith("accuracy gate failed"), fp16["reason"]
+    first = fp16["settings"]["per_layer"]["first_divergence"]
+    assert first.startswith("LOG (tensor model_1/normalized_log_1/Log") and "~ ONNX " in first, first
+
+
+def test_the_build_key_holds_the_source_s_bytes_for_a_target_that_reads_it(tmp_path):
+    """litert may convert the source itself (reads_source): a changed source file must change its build stage's key,
+    even where the ONNX would come out the same."""
+    from types import SimpleNamespace
+
+    from convertctl.stages import build as build_stage
+    from convertctl.targets.litert.target import TARGET
+
+    assert TARGET.reads_source
+    model = tmp_path / "m.onnx"
+    _relu_model(model)
+    ctx = SimpleNamespace(recipe=SimpleNamespace(source=SimpleNamespace(framework="onnx", path=model, format=None)))
+    before = build_stage._source_key(ctx)
+    assert build_stage._source_key(ctx) == before and before["framework"] == "onnx"
+    _conv_model(model)  # another model at the same path
+    assert build_stage._source_key(ctx) != before

@@ -53,6 +53,9 @@ class ModelFacts:
     notes: list[str] = field(default_factory=list)  # what could not be checked here, and why
     # every graph input ({name, shape, batch_axis}) with its dims in the names `--dim` and `dims` take (input_specs)
     inputs: list[dict] = field(default_factory=list)
+    # the framework this ONNX was exported from, in a run (None: an ONNX file checked on its own): a target that may
+    # convert the source itself judges the ONNX with that in mind
+    source_framework: str | None = None
 
 
 def analyse(path: Path, dim_ranges: dict[str, tuple[int, int, int]] | None = None, inputs=None) -> ModelFacts:

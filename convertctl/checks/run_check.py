@@ -57,7 +57,7 @@ def _merge(report: TargetReport, findings: list[NodeVerdict], facts) -> TargetRe
 
 
 def check_model(path: Path, targets: list[str], dim_ranges: dict[str, tuple[int, int, int]] | None = None,
-                inputs=None) -> CheckReport:
+                inputs=None, source_framework: str | None = None) -> CheckReport:
     """Judge the ONNX model at `path` for each target (default: every registered one). `dim_ranges`: (min, opt,
     max) per dim name; `inputs`: the recipe's input specs, whose shapes may name the model's dynamic dims
     differently or fix them (model_facts.input_specs): the check then names them as the recipe does."""
@@ -75,6 +75,7 @@ def check_model(path: Path, targets: list[str], dim_ranges: dict[str, tuple[int,
     from convertctl.checks.model_facts import analyse
 
     facts = analyse(Path(path), dim_ranges, inputs)
+    facts.source_framework = source_framework
     analysed = time.perf_counter() - start
     reports = []
     for target in wanted:

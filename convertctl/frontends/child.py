@@ -55,7 +55,7 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
         p.unlink(missing_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     python = python or sys.executable
-    with open(log, "wb") as out, _package_path(python) as path:
+    with open(log, "wb") as out, package_path(python) as path:
         if path:  # another environment: it finds convertctl's workers, not this environment's packages
             env["PYTHONPATH"] = path + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         t0 = time.perf_counter()
@@ -82,7 +82,7 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
 
 
 @contextlib.contextmanager
-def _package_path(python: str):
+def package_path(python: str):
     """For an interpreter of another environment: a folder holding only a link to this convertctl package.
 
     Putting convertctl's parent folder on PYTHONPATH instead could put this environment's site-packages

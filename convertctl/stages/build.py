@@ -5,9 +5,11 @@ artifact an error without a build."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import traceback
+from pathlib import Path
 
 from convertctl.errors import ConvertctlError
 from convertctl.model import ModelInFlight
@@ -35,10 +37,20 @@ def key(ctx: RunContext, model: ModelInFlight, spec, unsupported: dict[str, str]
     # a kit test-built by a sibling builder (stages/kit.py): which one, and its version, decide the record
     testers = {t.name: t.version() for t in registry.all_targets() if spec.runtime in t.test_builds_kits_of}
     kit_test = {"kit_testers": testers} if testers and not target.installed() else {}
+    # a target that may convert the source itself: its bytes decide the artifact, not only the ONNX's
+    source = {"source": _source_key(ctx)} if target.reads_source else {}
     return {"target": spec.model_dump(mode="json"), "emission": model_sha(emission) if emission else None,
             "unsupported": unsupported.get(spec.runtime), "reference": arrays_sha(model.reference),
             "calibration": calib.sha256 if calib else None, **sections(ctx, "quantize", "dims"), **data_key(ctx),
-            **(quantize_cpu_key() if spec.precision == "int8" else {}), **runs_here, **kit_test}
+            **(quantize_cpu_key() if spec.precision == "int8" else {}), **runs_here, **kit_test, **source}
+
+
+def _source_key(ctx: RunContext) -> dict:
+    """The source's framework and its files' hashes (where the model lives does not matter, its bytes do)."""
+    from convertctl.stages.export import source_files
+
+    files = sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in source_files(ctx) if Path(f).is_file())
+    return {"framework": ctx.recipe.source.framework, "files": files}
 
 
 def build(ctx: RunContext, model: ModelInFlight, spec, unsupported: dict[str, str], emissions: Emissions
@@ -133,4 +145,26 @@ def context_for(ctx: RunContext, tolerance):
         inputs=list(ctx.inputs), dims={n: (r.min, r.opt if r.opt is not None else r.min, r.max)
                                        for n, r in recipe.dims.items()},
         explicit_dims=set(explicit_dim_ranges(recipe)), tolerance=tolerance.model_dump(exclude_none=True),
-        cache_dir=default_cache_dir(), name=recipe.name)
+        cache_dir=default_cache_dir(), name=recipe.name, **source_fields(recipe))
+
+
+def source_fields(recipe) -> dict:
+    """The BuildContext fields that describe the run's source (for a target that may convert it itself)."""
+    src = recipe.source
+    return {"source_framework": src.framework, "source_path": src.path.resolve() if src.path is not None else None,
+            "source_factory": src.factory, "source_factory_args": dict(src.factory_args)}
+
+
+def usage_problems(recipe) -> None:
+    """A target whose options cannot work on this source (Target.usage_problem): the recipe's error, exit 2, said
+    before anything is built or written."""
+    from convertctl.errors import UsageError
+    from convertctl.targets import registry
+    from convertctl.targets.base import BuildContext
+
+    ctx = BuildContext(name=recipe.name, **source_fields(recipe))
+    for spec in recipe.targets:
+        target = registry.get(spec.runtime)
+        problem = target.usage_problem(spec, ctx) if target.usage_problem is not None else None
+        if problem:
+            raise UsageError(problem)

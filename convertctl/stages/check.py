@@ -65,7 +65,8 @@ def _check_targets(ctx, model, findings: list[str], details: dict, unsupported: 
     ctx.reporter.start("check", f"operator support: {', '.join(wanted)}")
     try:
         # a dim the recipe gives a value (a range, or a fixed size in `dims` or in inputs[].shape) has its range
-        report = check_model(model.onnx, wanted, explicit_dim_ranges(ctx.recipe) or None, list(ctx.inputs))
+        report = check_model(model.onnx, wanted, explicit_dim_ranges(ctx.recipe) or None, list(ctx.inputs),
+                             ctx.recipe.source.framework)
     except (ConvertctlError, ImportError):
         raise
     except Exception as exc:  # the checker's own failure must not cost the run its builds: say so, build

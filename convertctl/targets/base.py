@@ -43,6 +43,12 @@ class BuildContext:
     tolerance: dict | None = None  # the accuracy gate this artifact is held to (for a TensorRT kit's recipe)
     cache_dir: Path | None = None  # where build caches live (TensorRT timing caches)
     name: str = "model"  # the run's name
+    # the run's source model (recipe.source): for a target that can convert the source itself instead of the ONNX
+    # (Target.reads_source). Its path is resolved; None when built without a run (tests, `build model.onnx`)
+    source_framework: str | None = None
+    source_path: Path | None = None
+    source_factory: str | None = None  # a PyTorch source's factory ("file.py:callable") and its keyword arguments
+    source_factory_args: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -128,6 +134,13 @@ class Target:
     model_suffixes: tuple[str, ...] = ()
     test_builds_kits_of: tuple[str, ...] = ()
     test_build_kit: Callable[[Path, dict, TargetOptions], KitTestBuild] | None = None
+    # Whether its build may read the source model itself (BuildContext.source_path), not only the ONNX: the build
+    # stage's cache key then holds the source files' hashes
+    reads_source: bool = False
+    # What the run's source makes of its options, checked by the run's preflight before anything is written: (options,
+    # BuildContext) -> None, or one line saying why these options cannot work on this source (a converter that takes
+    # only one framework's models), raised as a UsageError (exit 2). None = no such rule
+    usage_problem: Callable[[TargetOptions, BuildContext], str | None] | None = None
 
     @property
     def display_name(self) -> str:

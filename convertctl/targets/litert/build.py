@@ -1,5 +1,6 @@
-"""The litert build: the ONNX -> onnx2tf (converter.py, its own environment) -> model.tflite of the precision,
-described against the ONNX (signature.json), with the command that reproduces it (kit.json)."""
+"""The litert build: the ONNX -> onnx2tf (converter.py, its own environment) -> model.tflite of the precision, or
+for a TensorFlow source the source itself -> TFLiteConverter (tflite.py); described against the ONNX
+(signature.json), with the command that reproduces it (kit.json), and compared with it tensor by tensor (layers.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 
 from convertctl.errors import ConvertctlError, UsageError
 from convertctl.targets.base import BuildContext, BuiltArtifact
-from convertctl.targets.litert import converter
+from convertctl.targets.litert import converter, tflite
 from convertctl.targets.litert.options import LiteRTOptions
-from convertctl.targets.litert.signature import channels_last, describe
+from convertctl.targets.litert.signature import channels_last, describe, to_tflite
 
 # what onnx2tf writes for each precision (<stem>_<suffix>.tflite); the int8 one depends on int8_io
 _OUTPUTS = {"fp32": "float32", "fp16": "float16", ("int8", "float32"): "integer_quant",
@@ -134,14 +135,29 @@ def _probe(inputs: list[dict], spec: LiteRTOptions) -> dict[str, np.ndarray]:
 
 
 def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext | None = None) -> BuiltArtifact:
-    from convertctl.model import copy_model
-
     ctx = ctx or BuildContext()
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = out_dir / "onnx2tf"
+    chosen = tflite.choose(spec, ctx)
+    if chosen in ("tflite_converter", "litert_torch"):
+        problem = tflite.usage_problem(spec, ctx)  # built without a run (the build stage asked before)
+        if problem or (chosen == "tflite_converter" and ctx.source_path is None):
+            raise UsageError(problem or "converter: tflite_converter needs the run's TensorFlow source")
+        build_from_source = _build_tflite_converter if chosen == "tflite_converter" else _build_litert_torch
+        return build_from_source(onnx_path, spec, out_dir, ctx)
+    return _build_onnx2tf(onnx_path, spec, out_dir, ctx)
+
+
+def _fresh(work: Path) -> Path:
     if work.exists():  # left by an earlier build of this artifact, in convertctl's own output folder
         shutil.rmtree(work)
     work.mkdir()
+    return work
+
+
+def _build_onnx2tf(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext) -> BuiltArtifact:
+    from convertctl.model import copy_model
+
+    work = _fresh(out_dir / "onnx2tf")
     copy_model(onnx_path, work)
     _no_download(work)
     inputs = _inputs(work / "model.onnx", ctx)
@@ -159,23 +175,17 @@ def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext
                                ": TFLite's full-integer quantization failed (see the log's 'INT8 Quantization' "
                                "warning)"), hint=f"full log: {work / 'onnx2tf.log'}")
     shutil.copyfile(made, out_dir / "model.tflite")
-    try:
-        sig = describe(out_dir / "model.tflite", work / "model.onnx", _probe(inputs, spec), spec.num_threads)
-    except ValueError as exc:
-        raise ConvertctlError(_load_error(exc)) from None
+    probe = _probe(inputs, spec)
+    sig = _describe(out_dir, work / "model.onnx", probe, spec, channels_last_inputs=True)
     settings = {
         "converter": f"onnx2tf {ran['onnx2tf']} (tensorflow {ran['tensorflow']})",
         "converter_seconds": ran["seconds"],
-        "precision": {"fp32": "float32", "fp16": "float16 weights",
-                      "int8": f"int8 per-channel, {spec.int8_io} input/output"}[spec.precision],
+        "precision": _precision(spec),
         "layout": spec.input_layout, "static_shapes": spec.static_shapes,
         **({"fixed_input_shapes": {i["name"]: i["static"] for i in inputs}} if fixed else {}),
         "num_threads": spec.num_threads,
         **({"calibration_samples": int(np.load(work / next(iter(calib.values()))).shape[0])} if calib else {}),
     }
-    # the conversion's time stays out of the artifact's files: same recipe and inputs, same bytes
-    signature = {**sig, **{k: v for k, v in settings.items() if k != "converter_seconds"}}
-    (out_dir / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
     held = ("the ONNX with its dynamic input dims fixed to " + ", ".join(
         f"{i['name']}:{'x'.join(map(str, i['static']))}" for i in inputs) + ", as model.onnx") if fixed else \
         "the ONNX as model.onnx"
@@ -184,11 +194,132 @@ def build(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext
            "environment": f"pip install -r convertctl/targets/litert/env.txt (onnx2tf {ran['onnx2tf']})",
            "writes": f"saved_model/model_{suffix}.tflite, shipped as model.tflite",
            "python_origin": ran["python_origin"]}
-    (out_dir / "kit.json").write_text(json.dumps(kit, indent=2) + "\n")
     shutil.copyfile(work / "onnx2tf.log", out_dir / "onnx2tf.log")
+    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work)
+
+
+def _build_tflite_converter(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext) -> BuiltArtifact:
+    """TensorFlow's TFLiteConverter on the TensorFlow source itself (tflite.py). The run's ONNX (tf2onnx's, with the
+    source's names and layout) is what the signature is described against and the per-layer reference."""
+    work = _fresh(out_dir / "tflite_converter")
+    ran = tflite.convert(spec, ctx, work, out_dir / "model.tflite")
+    inputs = _inputs(onnx_path, ctx)
+    probe = _probe(inputs, spec)
+    sig = _describe(out_dir, onnx_path, probe, spec, channels_last_inputs=False)
+    settings = {
+        "converter": f"TFLiteConverter (tensorflow {ran['tensorflow']})",
+        "converter_seconds": ran["seconds"],
+        "source": f"{ran['format']}, loaded with {ran['loaded']}",
+        "precision": _precision(spec),
+        # the source's own layout and shapes: a TensorFlow model is NHWC already, its dynamic dims stay dynamic
+        "layout": "source", "static_shapes": False,
+        "num_threads": spec.num_threads,
+        **({"calibration_samples": ran["calibration_samples"]} if ran["calibration_samples"] else {}),
+        **({"converter_warnings": ran["warnings"]} if ran["warnings"] else {}),
+    }
+    kit = {"command": tflite.command(spec, ran["format"], ran),
+           "run_in": f"a folder holding the {ran['format']} source as `{tflite.SOURCE_NAME[ran['format']]}`"
+           + (" and the calibration samples as calibration/<input>.npy (samples along axis 0)"
+              if spec.precision == "int8" else ""),
+           "environment": f"tensorflow {ran['tensorflow']} (pip install 'convertctl[tf]')",
+           "writes": "model.tflite"}
+    shutil.copyfile(work / "tflite_converter.log", out_dir / "tflite_converter.log")
+    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work)
+
+
+def _build_litert_torch(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext) -> BuiltArtifact:
+    """Google's litert-torch on the PyTorch module itself (torch_convert.py, its own environment), at the static
+    shape the onnx2tf path converts at (batch 1, the dims' opt). Inputs keep the module's layout and the ONNX's
+    names; the run's ONNX is what the signature is described against and the per-layer reference."""
+    import onnx
+
+    from convertctl.targets.litert import torch_convert
+
+    work = _fresh(out_dir / "litert_torch")
+    inputs = _inputs(onnx_path, ctx)
+    probe = _probe(inputs, spec.model_copy(update={"static_shapes": True}))
+    calibration = None
+    if spec.precision == "int8":
+        if ctx.calibration is None:
+            raise UsageError("a litert int8 target needs calibration data (a `calibration` section, or --calib)")
+        calibration = [{i["name"]: np.asarray(feeds[i["name"]]) for i in inputs} for feeds in ctx.calibration()]
+    source = {"kind": "state_dict" if ctx.source_path is not None else "factory",
+              "path": str(ctx.source_path) if ctx.source_path is not None else None,
+              "factory": ctx.source_factory, "factory_args": ctx.source_factory_args}
+    outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    ran = torch_convert.convert(source, probe, spec.precision, work, spec.converter_timeout_s, calibration,
+                                output_names=outputs, int8_io=spec.int8_io)
+    shutil.copyfile(work / "model.tflite", out_dir / "model.tflite")
+    sig = _describe(out_dir, onnx_path, probe, spec, channels_last_inputs=False)
+    settings = {
+        "converter": f"litert-torch {ran['litert_torch']} (torch {ran['torch']}"
+                     + (f", ai-edge-quantizer {ran['ai_edge_quantizer']})" if spec.precision != "fp32" else ")"),
+        "converter_seconds": ran["seconds"],
+        "precision": _precision(spec),
+        # the module's own layout, at one static shape: what torch.export traced
+        "layout": "source", "static_shapes": True, "fixed_input_shapes": ran["input_shapes"],
+        "num_threads": spec.num_threads,
+        **({"calibration_samples": ran["calibration_samples"]} if ran.get("calibration_samples") else {}),
+    }
+    (out_dir / "convert_litert_torch.py").write_text(ran["snippet"] + "\n")
+    samples = f"{torch_convert.LOG_NAME}.samples.npz"  # the one input it traced with: small, shipped
+    shutil.copyfile(work / samples, out_dir / samples)
+    kit = {"command": "python convert_litert_torch.py",
+           "run_in": f"this folder ({samples}: the input it traced with)"
+           + (f", with the run's {ran['calibration_samples']} calibration samples as litert_torch.calibration.npz "
+              "(per input, stacked along axis 0; not shipped)" if spec.precision == "int8" else ""),
+           "environment": "pip install torch==2.13.0 && pip install -r convertctl/targets/litert/torch-env.txt "
+                          f"(litert-torch {ran['litert_torch']})",
+           "writes": "model.tflite", "python_origin": ran["python_origin"]}
+    shutil.copyfile(work / f"{torch_convert.LOG_NAME}.log", out_dir / f"{torch_convert.LOG_NAME}.log")
+    built = _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work)
+    return BuiltArtifact(files=[*built.files, Path("convert_litert_torch.py"), Path(samples)], settings=built.settings)
+
+
+def _precision(spec: LiteRTOptions) -> str:
+    return {"fp32": "float32", "fp16": "float16 weights",
+            "int8": f"int8 per-channel, {spec.int8_io} input/output"}[spec.precision]
+
+
+def _describe(out_dir: Path, onnx_path: Path, probe: dict, spec: LiteRTOptions, channels_last_inputs: bool) -> dict:
+    try:
+        return describe(out_dir / "model.tflite", onnx_path, probe, spec.num_threads, channels_last_inputs)
+    except ValueError as exc:
+        raise ConvertctlError(_load_error(exc)) from None
+
+
+def _finish(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext, sig: dict, settings: dict,
+            kit: dict, probe: dict, work: Path) -> BuiltArtifact:
+    """signature.json, kit.json, the per-layer comparison; the converter's working folder removed."""
+    # the conversion's time stays out of the artifact's files: same recipe and inputs, same bytes
+    signature = {**sig, **{k: v for k, v in settings.items() if k != "converter_seconds"}}
+    (out_dir / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
+    (out_dir / "kit.json").write_text(json.dumps(kit, indent=2) + "\n")
     shutil.rmtree(work)  # the SavedModel, the other precisions' .tflite, the copies: not the artifact
+    if spec.per_layer:
+        settings["per_layer"] = _per_layer(out_dir, onnx_path, spec, ctx, sig, probe)
     return BuiltArtifact(files=[Path("model.tflite"), Path("signature.json"), Path("kit.json")],
                          settings={**settings, "command": kit["command"]})
+
+
+def _per_layer(out_dir: Path, onnx_path: Path, spec: LiteRTOptions, ctx: BuildContext, sig: dict,
+               probe: dict) -> dict | str:
+    """layers.compare on the first calibration sample (else the probe), summarised for the manifest. A diagnosis:
+    its failure never fails the build, it says why it is missing."""
+    from convertctl.targets.litert import layers
+
+    if onnx_path.stat().st_size > 1_500_000_000:
+        return "not run: the ONNX is too large to load with every node output (protobuf 2 GB)"
+    feeds, sample = probe, "one random probe input (no calibration samples)"
+    if ctx.calibration is not None:
+        feeds = {k: np.asarray(v) for k, v in next(iter(ctx.calibration())).items()}
+        sample = "the first calibration sample"
+    try:
+        tflite_feeds = {i["name"]: to_tflite(np.asarray(feeds[i["onnx"]]), i) for i in sig["inputs"]}
+        report = layers.compare(out_dir / "model.tflite", onnx_path, feeds, tflite_feeds, spec.precision)
+    except Exception as exc:
+        return f"not run: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+    return layers.summary(report, sample)
 
 
 def _load_error(exc: Exception) -> str:

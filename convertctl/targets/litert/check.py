@@ -25,6 +25,11 @@ def check_litert(facts: ModelFacts) -> TargetReport:
         if op not in CONVERTED or (domain and domain != "com.microsoft"):
             verdict, reason = "unsupported", f"onnx2tf {ONNX2TF_VERSION} has no converter for {kind}"
             suggestion = "decompose it into standard ONNX operators before export"
+            if facts.source_framework == "tensorflow":  # converter auto converts the source, not this ONNX
+                verdict = "conditional"
+                reason += ("; TFLiteConverter (the default for a TensorFlow source) converts the source itself and "
+                           "does not read this ONNX")
+                suggestion = "keep converter: auto (or tflite_converter)"
         elif op in NEEDS_FLEX:
             verdict = "conditional"
             reason = (f"onnx2tf converts {kind} to TensorFlow ops TFLite has no builtin kernel for (Flex): the "

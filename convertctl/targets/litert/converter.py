@@ -11,7 +11,6 @@ this interpreter if it has onnx2tf and tensorflow.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -19,7 +18,6 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +44,11 @@ def interpreter() -> tuple[str, str]:
         return chosen, ENV_VAR
     managed = managed_env() / "bin" / "python"
     if managed.is_file():
+        from convertctl.frontends.interpreters import env_lacks, incomplete_env
+
+        lacking = env_lacks(managed_env(), ("onnx2tf", "tensorflow"))
+        if lacking:  # an interrupted `make frameworks`: said as such, not as the child's "No module named onnx2tf"
+            raise incomplete_env(managed_env(), lacking, "run `make frameworks` again")
         return str(managed), f"{managed_env()} (make frameworks)"
     if all(importlib.util.find_spec(m) is not None for m in ("onnx2tf", "tensorflow")):
         return sys.executable, "this interpreter"
@@ -64,7 +67,7 @@ def run(argv: list[str], workdir: Path, onnx: str, timeout: float) -> dict:
     """Run `onnx2tf argv` in `workdir` through the worker; its versions and seconds, or a ConvertctlError naming the
     ONNX operator onnx2tf stopped at. The child's output goes to workdir/onnx2tf.log."""
     from convertctl import processes
-    from convertctl.frontends.child import exit_description
+    from convertctl.frontends.child import exit_description, package_path
 
     python, origin = interpreter()
     request = workdir / "onnx2tf.request.json"
@@ -79,7 +82,7 @@ def run(argv: list[str], workdir: Path, onnx: str, timeout: float) -> dict:
                HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
                https_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="")
     t0 = time.perf_counter()
-    with open(log, "wb") as out, _package_path(python) as path:
+    with open(log, "wb") as out, package_path(python) as path:
         if path:
             env["PYTHONPATH"] = path
         try:
@@ -135,17 +138,3 @@ def _op_type_of(onnx_path: str, node: str) -> str | None:
 
     graph = onnx.load(onnx_path, load_external_data=False).graph
     return next((n.op_type for n in graph.node if n.name == node), None)
-
-
-@contextlib.contextmanager
-def _package_path(python: str):
-    """For another environment's interpreter: a folder holding only a link to this convertctl package (its own
-    site-packages must come first: numpy 1.26, onnx 1.19)."""
-    if os.path.abspath(python) == os.path.abspath(sys.executable):
-        yield None
-        return
-    import convertctl
-
-    with tempfile.TemporaryDirectory(prefix="convertctl-pkg-") as folder:
-        (Path(folder) / "convertctl").symlink_to(Path(convertctl.__file__).resolve().parent)
-        yield folder

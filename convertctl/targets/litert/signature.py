@@ -102,9 +102,12 @@ def _candidates(onnx_shape, tflite_shape) -> list[list[int]]:
     return out
 
 
-def describe(tflite: Path, onnx_path: Path, probe: dict[str, np.ndarray], num_threads: int | None) -> dict:
+def describe(tflite: Path, onnx_path: Path, probe: dict[str, np.ndarray], num_threads: int | None,
+             channels_last_inputs: bool = True) -> dict:
     """The signature.json content: per input and output the ONNX name, the .tflite's name, shape (-1 = dynamic),
-    dtype, quantization, and `perm` (ONNX layout -> .tflite layout)."""
+    dtype, quantization, and `perm` (ONNX layout -> .tflite layout). `channels_last_inputs`: onnx2tf's rule, a 4-D
+    or 5-D input is NHWC where the shapes allow it; False (TFLiteConverter on a TensorFlow source, whose ONNX has
+    the source's layout): an input keeps its layout where the shapes allow it."""
     from convertctl.onnx_session import run_session, session
 
     runner = Invoker(tflite, num_threads)
@@ -131,7 +134,7 @@ def describe(tflite: Path, onnx_path: Path, probe: dict[str, np.ndarray], num_th
 
     inputs = [entry(n, in_map[n], ins[in_map[n]], onnx_in[n], "input") for n in onnx_in]
     outputs = [entry(n, out_map[n], outs[out_map[n]], onnx_out[n], "output") for n in onnx_out]
-    for item in inputs:  # onnx2tf's rule for inputs, where the shapes allow it
+    for item in inputs if channels_last_inputs else ():  # onnx2tf's rule for inputs, where the shapes allow it
         if channels_last(len(item["perm"])) in item["_candidates"] and len(item["perm"]) in (4, 5):
             item["perm"] = channels_last(len(item["perm"]))
     if guessed or any(len(o["_candidates"]) > 1 for o in outputs):

@@ -53,22 +53,11 @@ def probe_feeds(ctx) -> dict[str, np.ndarray] | None:
 def _onnx_tensors(onnx_path: Path, feeds: dict) -> tuple[dict, dict, dict]:
     """(every node output's value, tensor -> (order, node), tensor -> its single consumer if element-wise)."""
     import onnx
-    import onnxruntime as ort
 
-    model = onnx.load(str(onnx_path))
-    graph = model.graph
-    outputs = [o for n in graph.node for o in n.output if o]
-    known = {o.name for o in graph.output}
-    for name in outputs:
-        if name not in known:
-            graph.output.append(onnx.ValueInfoProto(name=name))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    inputs = {i.name for i in sess.get_inputs()}
-    values = dict(zip(names, sess.run(None, {k: v for k, v in feeds.items() if k in inputs}), strict=True))
+    from convertctl.evaluate.intermediates import node_outputs
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    values = node_outputs(onnx_path, feeds)
     producer = {out: (i, node) for i, node in enumerate(graph.node) for out in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:

@@ -17,41 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import require
+from convertctl.evaluate.intermediates import cosine, node_outputs
 
 _PROBE = 257
 _MATCH = 0.99  # a blob is "matched" to an ONNX tensor at least this similar; below it, it has no counterpart
-
-
-def _cos(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na == 0 or nb == 0:
-        return 1.0 if na == nb else 0.0
-    return float(a @ b / (na * nb))
 
 
 def onnx_intermediates(onnx_path: Path, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
     """Every float tensor a node of the ONNX makes, for one run (ONNX Runtime, every node output a graph output);
     and tensor -> producing node name."""
     onnx = require("onnx", "onnx")
-    ort = require("onnxruntime", "onnxruntime")
 
-    model = onnx.load(str(onnx_path))
-    known = {o.name for o in model.graph.output}
-    producer = {}
-    for i, node in enumerate(model.graph.node):
-        for t in node.output:
-            if t:
-                producer[t] = node.name or f"{node.op_type}_{i}"
-                if t not in known:
-                    model.graph.output.append(onnx.ValueInfoProto(name=t))
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every tensor as the ONNX has it
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    values = sess.run(names, feeds)
-    return {n: v for n, v in zip(names, values, strict=True)
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    producer = {t: node.name or f"{node.op_type}_{i}" for i, node in enumerate(graph.node) for t in node.output if t}
+    values = node_outputs(onnx_path, feeds)
+    return {n: v for n, v in values.items()
             if isinstance(v, np.ndarray) and v.dtype.kind == "f" and v.size > 1}, producer
 
 
@@ -108,6 +88,6 @@ def _best_match(got: np.ndarray, candidates: list[tuple[str, np.ndarray]]) -> tu
         return None
     idx = np.linspace(0, got.size - 1, _PROBE).astype(np.int64)
     probe = got.ravel()[idx]
-    scored = sorted(((_cos(probe, v.ravel()[idx]), n, v) for n, v in candidates), key=lambda s: -s[0])[:3]
-    full = max(((_cos(got, v), n) for _, n, v in scored), key=lambda s: s[0])
+    scored = sorted(((cosine(probe, v.ravel()[idx]), n, v) for n, v in candidates), key=lambda s: -s[0])[:3]
+    full = max(((cosine(got, v), n) for _, n, v in scored), key=lambda s: s[0])
     return (full[1], full[0]) if full[0] >= _MATCH else None

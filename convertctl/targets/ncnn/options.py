@@ -20,7 +20,9 @@ class NcnnOptions(TargetOptions):
     runtime: Literal["ncnn"] = Field(description=TargetOptions.model_fields["runtime"].description)
     precision: Literal["fp32", "fp16", "int8"] = Field("fp32", description=(
         "`fp32`: FP32 weights in `model.ncnn.bin` (pnnx `fp16=0`) and every FP16/BF16 option of the net off. "
-        "`fp16`: FP16 weights in `model.ncnn.bin` (pnnx `fp16=1`) and ncnn's `use_fp16_storage`, "
+        "`fp16`: FP16 weights in `model.ncnn.bin` (written by convertctl from pnnx's FP32 weights, rounded to "
+        "nearest with FP16's subnormals kept; a blob FP16 cannot hold stays FP32 and its layer gets `31=3`) and "
+        "ncnn's `use_fp16_storage`, "
         "`use_fp16_packed` and (with `fp16_arithmetic`) `use_fp16_arithmetic` on. What of it ncnn really uses "
         "depends on the CPU: ncnn stores activations in FP16 only on ARM (asimdhp) and RISC-V (zfh); on x86 "
         "only the weights are FP16 (InnerProduct keeps them so with F16C) and it computes in FP32 (recorded in "
