@@ -88,21 +88,17 @@ _DTYPES = {"float32": "float", "float64": "float", "float16": "float", "int64": 
            "int16": "int", "int8": "int8", "uint8": "uint8", "bool": "int"}
 
 
-def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
-    MNN = import_mnn()
+def _load(MNN, path: Path, saved: dict, threads: int):
+    """The Module of `path` with the settings of runtime.json, and a function running it on one feed."""
     F = MNN.expr
-    saved = json.loads((out_dir / "runtime.json").read_text())
-    threads = saved.get("numThread") or default_threads()
     config = {"backend": "CPU", "numThread": threads, "precision": saved["precision"]}
-    path = out_dir / "model.mnn"
-    inputs, outputs = saved["inputs"], saved["outputs"]
+    inputs = saved["inputs"]
     with native_stdout_captured():
         manager = MNN.nn.create_runtime_manager((config,))
-        module = MNN.nn.load_module_from_file(str(path), inputs, outputs, runtime_manager=manager,
+        module = MNN.nn.load_module_from_file(str(path), inputs, saved["outputs"], runtime_manager=manager,
                                               shape_mutable=True, rearrange=True)
-        used_threads = _session_threads(MNN, path, config)
     if module is None:
-        raise RuntimeError(f"MNN cannot load {out_dir.name}/model.mnn")
+        raise RuntimeError(f"MNN cannot load {path.parent.name}/{path.name}")
 
     def run_once(feeds: Feeds) -> list[np.ndarray]:
         args = []
@@ -120,11 +116,13 @@ def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
             out.append(np.array(var.read(), copy=True))
         return out
 
-    axes = saved.get("batch_axes") or {}
+    return config, run_once
+
+
+def _one_at_a_time(run_once, inputs: list[str], axes: dict):
+    """`run_once` fed one sample at a time along each input's batch axis, the outputs joined along axis 0."""
 
     def run(feeds: Feeds) -> list[np.ndarray]:
-        if not saved.get("one_sample_at_a_time"):
-            return run_once(feeds)
         sizes = {np.asarray(feeds[n]).shape[axes[n]] for n in inputs if axes.get(n) is not None
                  and np.asarray(feeds[n]).ndim > axes[n]}
         if len(sizes) != 1 or sizes == {1}:
@@ -134,6 +132,50 @@ def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
                  for i in range(sizes.pop())]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
+    return run
+
+
+BATCH_TOLERANCE = 1e-4  # max |batched - one at a time| / max |one at a time| beyond which a build stops batching
+
+
+def batch_check(path: Path, saved: dict, samples: list[Feeds], threads: int) -> dict:
+    """Whether `path` gives, for a batch of the single-sample `samples` stacked along each input's batch axis (all
+    of them, and the first 3), what it gives for each sample alone. Reported by a build of an INT8 model: it runs
+    batched when they agree (float noise), else one sample at a time."""
+    from convertctl.data.batching import stack
+
+    MNN = import_mnn()
+    axes = saved.get("batch_axes") or {}
+    _, run_once = _load(MNN, path, saved, threads)
+    singles = [run_once(s) for s in samples]
+    worst, scale, sizes = 0.0, 0.0, []
+    for n in dict.fromkeys((len(samples), min(3, len(samples)))):
+        if n < 2:
+            continue
+        sizes.append(n)
+        batched = run_once(stack(samples[:n], axes))
+        for got, *parts in zip(batched, *singles[:n], strict=True):
+            ref = np.concatenate(parts, axis=0).astype(np.float64)
+            got = np.asarray(got, np.float64)
+            scale = max(scale, float(np.abs(ref).max()) if ref.size else 0.0)
+            diff = float(np.abs(got.reshape(ref.shape) - ref).max()) if got.size == ref.size and ref.size else 0.0
+            worst = max(worst, diff if np.all(np.isfinite(got)) and got.size == ref.size else float("inf"))
+    rel = worst / scale if scale > 0 else (0.0 if worst == 0 else float("inf"))
+    return {"batch_sizes": sizes, "max_abs": min(worst, 1e30), "rel": min(rel, 1e30),
+            "tolerance_rel": BATCH_TOLERANCE, "same": bool(sizes) and rel <= BATCH_TOLERANCE}
+
+
+def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
+    MNN = import_mnn()
+    saved = json.loads((out_dir / "runtime.json").read_text())
+    threads = saved.get("numThread") or default_threads()
+    path = out_dir / "model.mnn"
+    inputs, outputs = saved["inputs"], saved["outputs"]
+    config, run_once = _load(MNN, path, saved, threads)
+    with native_stdout_captured():
+        used_threads = _session_threads(MNN, path, config)
+    one = bool(saved.get("one_sample_at_a_time"))
+    run = _one_at_a_time(run_once, inputs, saved.get("batch_axes") or {}) if one else run_once
     fp16 = _DEVICE.get("fp16")
     return Runner(run=run, output_names=list(outputs), effective={
         "mnn": MNN.version(),
@@ -144,9 +186,18 @@ def open_mnn(out_dir: Path, spec, settings: dict) -> Runner:
         # MNN computes in FP16 only with precision low/normal on a CPU with FP16 arithmetic (ARMv8.2)
         "cpu_fp16_arithmetic": bool(fp16) if fp16 is not None else None,
         "arithmetic": _arithmetic(spec.precision, saved["precision"], fp16),
-        **({"batching": "one sample at a time (MNN 3.6.1's INT8 models are wrong for a batch > 1)"}
-           if saved.get("one_sample_at_a_time") else {}),
+        **({"batching": _batching(saved)} if "batch_check" in saved or one else {}),
     })
+
+
+def _batching(saved: dict) -> str:
+    check = saved.get("batch_check") or {}
+    if not saved.get("one_sample_at_a_time"):
+        return (f"batched (at build, batches of {check.get('batch_sizes')} gave what one sample at a time gives: "
+                f"max abs {check.get('max_abs', 0):.3g})")
+    why = (f"at build a batch differed from one sample at a time: max abs {check['max_abs']:.3g}, relative "
+           f"{check['rel']:.3g}" if "max_abs" in check else check.get("error", "runtime.json asks for it"))
+    return f"one sample at a time ({why})"
 
 
 def _arithmetic(precision: str, mode: str, fp16: int | None) -> str:

@@ -89,20 +89,58 @@ def _build(onnx_path: Path, spec: MNNOptions, out_dir: Path, ctx=None) -> BuiltA
     runtime = {"backend": "CPU", "precision": spec.runtime_precision, "numThread": spec.num_threads,
                "inputs": inputs, "outputs": outputs}
     if spec.precision == "int8":
-        # MNN 3.6.1's INT8 models give wrong results for a batch > 1 (the digits CNN: 1e22 where one sample at a time
-        # matches; measured): the runner feeds one sample at a time, cut along each input's batch axis
-        axes = {s.name: s.batch_axis for s in ctx.inputs} if ctx is not None and ctx.inputs else {}
-        runtime["one_sample_at_a_time"] = True
-        runtime["batch_axes"] = {name: axes.get(name, 0) for name in inputs}
+        runtime.update(_batching(model, runtime, spec, ctx, inputs))
     (out_dir / "runtime.json").write_text(json.dumps(runtime, indent=2) + "\n")
     settings = {"weights": weights, "precision_mode": spec.runtime_precision,
                 "num_threads": spec.num_threads or "auto (CPUs available, at most 4)",
                 "converter": "MNNConvert (the mnn wheel's native _tools.mnnconvert)",
                 "converter_seconds": run.seconds,
                 # what the converter's process imported: _tools only, never MNN.tools (the telemetry wrapper)
-                "converter_imports": run.modules, **extra}
+                "converter_imports": run.modules, **extra,
+                **({"batch_check": {**runtime["batch_check"],
+                                    "batching": "one sample at a time" if runtime.get("one_sample_at_a_time")
+                                    else "batched"}} if "batch_check" in runtime else {})}
     write_readme(out_dir, onnx_path, spec, settings)
     return BuiltArtifact(files=files, settings=settings)
+
+
+BATCH_CHECK_SAMPLES = 8
+
+
+def _batching(model: Path, runtime: dict, spec: MNNOptions, ctx, inputs: list[str]) -> dict:
+    """How the runner feeds an INT8 model: batched when, on the first calibration samples, a batch gives what one
+    sample at a time gives (runner.batch_check; a report of wrong INT8 results at batch > 1 on the digits CNN could
+    not be reproduced with MNN 3.6.1, docs/mnn.md), else one sample at a time, cut along each input's batch axis."""
+    import numpy as np
+
+    from convertctl.targets.mnn.runner import batch_check, default_threads
+
+    axes = {s.name: s.batch_axis for s in ctx.inputs} if ctx is not None and ctx.inputs else {}
+    axes = {name: axes.get(name, 0) for name in inputs}
+    out = {"batch_axes": axes}
+    if not any(a is not None for a in axes.values()):
+        return out  # no batch axis: nothing is ever batched
+    samples = []
+    if ctx is not None and ctx.calibration is not None:
+        for feeds in ctx.calibration():
+            if any(axes[n] is not None and (np.ndim(feeds[n]) <= axes[n] or np.shape(feeds[n])[axes[n]] != 1)
+                   for n in inputs if n in feeds) or not all(n in feeds for n in inputs):
+                break
+            samples.append({n: np.asarray(feeds[n]) for n in inputs})
+            if len(samples) == BATCH_CHECK_SAMPLES:
+                break
+    if len(samples) < 2:
+        out["batch_check"] = {"error": "no two single-sample calibration samples to compare a batch on"}
+        out["one_sample_at_a_time"] = True
+        return out
+    try:
+        check = batch_check(model, {**runtime, **out}, samples, spec.num_threads or default_threads())
+    except Exception as exc:  # MNN could not run the batch: feed one sample at a time, and say why
+        check = {"error": f"the batch did not run: {type(exc).__name__}: {exc}"[:300]}
+    out["batch_check"] = check
+    if not check.get("same"):
+        out["one_sample_at_a_time"] = True
+    return out
 
 
 def _layers(onnx_path: Path, model: Path, spec: MNNOptions, ctx, out_dir: Path) -> dict:
