@@ -7,9 +7,11 @@ Relative paths inside a recipe are resolved against the recipe file's folder, so
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import math
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -482,8 +484,28 @@ def format_validation_error(err: ValidationError) -> str:
             else:
                 path += f".{part}" if path else str(part)
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden" and e["loc"] and isinstance(e["loc"][-1], str):
+            close = difflib.get_close_matches(e["loc"][-1], _option_names(), n=1, cutoff=0.75)
+            msg += f" (did you mean '{close[0]}'?)" if close else ""
         lines.append(f"{path or '(top level)'}: {msg}")
     return "; ".join(lines)
+
+
+def _option_names() -> set[str]:
+    """Every key a recipe may hold, in any section or target: what a misspelt key is compared with."""
+    from pydantic import BaseModel
+
+    names: set[str] = set()
+    todo = [Recipe, *(t.options_model for t in registry.all_targets())]
+    while todo:
+        model = todo.pop()
+        for name, info in model.model_fields.items():
+            names.add(name)
+            for arg in (info.annotation, *typing.get_args(info.annotation)):
+                for inner in (arg, *typing.get_args(arg)):
+                    if isinstance(inner, type) and issubclass(inner, BaseModel) and inner not in todo:
+                        todo.append(inner)
+    return names
 
 
 def parse_recipe(data: Any, base: Path, origin: str = "recipe") -> Recipe:
@@ -492,10 +514,11 @@ def parse_recipe(data: Any, base: Path, origin: str = "recipe") -> Recipe:
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
-        raise RecipeError(
-            f"{origin}: {format_validation_error(err)}",
-            hint="see docs/recipe.md, or write a commented template with `convertctl recipe init`",
-        ) from None
+        said = format_validation_error(err)
+        hint = "see docs/recipe.md, or write a commented template with `convertctl recipe init`"
+        if origin == "command line" and "need a 'calibration' section" in said:
+            hint = "give calibration data: `convertctl quantize MODEL --int8 --calib FOLDER_OR_NPZ -t ...`"
+        raise RecipeError(f"{origin}: {said}", hint=hint) from None
     problems = budget_problems(recipe)
     if problems:
         raise RecipeError(f"{origin}: {'; '.join(problems)}", hint=limits.budget_hint())

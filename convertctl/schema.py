@@ -46,7 +46,9 @@ class Tolerance(Strict):
 class ImagePreprocess(Strict):
     """value = (pixel * scale - mean) / std, pixel in 0..255, after resize (short side) and centre crop."""
 
-    resize: int = Field(256, ge=1, description="Short side after resizing (bilinear).")
+    resize: int = Field(256, ge=1, description=(
+        "Short side after resizing (bilinear). Left unset (no `preprocess` at all) for an input of a static square "
+        "size S, calibration images are resized to S*256/224 and cropped to S (noted in the run)."))
     crop: int = Field(224, ge=1, description="Side of the centre crop; at most `resize`.")
     color: Literal["RGB", "BGR"] = Field("RGB", description="Channel order.")
     layout: Literal["NCHW", "NHWC"] = Field("NCHW", description="Tensor layout.")

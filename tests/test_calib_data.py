@@ -372,7 +372,12 @@ def test_shapes_the_input_cannot_take(tmp_path):
     four = usage_error(make, tmp_path / "img", inputs=[InputSpec(name="image", shape=["batch", 4, 16, 16])])
     assert "has 4 channels" in four and "[3, 16, 16]" not in four
     size = usage_error(make, tmp_path / "img", inputs=[InputSpec(name="image", shape=["batch", 3, 32, 32])])
-    assert "spatial size 32, the preprocessing crops 16" in size
+    assert "spatial size 32, the preprocessing crops 16" in size  # a preprocessing someone chose is kept
+    fitted = make(tmp_path / "img", holdout=0.0, pre=ImagePreprocess(),  # the default one fits a static input
+                  inputs=[InputSpec(name="image", shape=["batch", 3, 320, 320])])
+    assert (fitted.pre.crop, fitted.pre.resize) == (320, 366)
+    assert any("centre-cropped to 320: the input's static size" in n for n in fitted.notes)
+    assert next(fitted.calibration()).feeds["image"].shape == (1, 3, 320, 320)
     nhwc = usage_error(make, tmp_path / "img", inputs=[InputSpec(name="image", shape=["batch", 16, 16, 3])])
     assert "has 16 channels" in nhwc and "layout NCHW" in nhwc
     flat = usage_error(make, tmp_path / "img", inputs=[InputSpec(name="image", shape=["batch", 768])])

@@ -148,6 +148,12 @@ def test_small_cnn_fp32_and_fp16_are_verified_against_pytorch(small_run):
     assert fp16["effective"]["options_on"] == ["use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic"]
     assert "FP16 weights" in fp16["effective"]["fp16_here"]
     assert fp32["effective"]["batch"] == "loop over single samples"
+    # the kit says the net options each artifact was verified with: FP16 all off for fp32 (ncnn's defaults are on)
+    kits = {p: _kit(folder / "out" / "targets" / f"ncnn_{p}") for p in ("fp32", "fp16")}
+    assert kits["fp32"]["fp16_arithmetic"] is False and kits["fp32"]["net_options"] == {
+        "use_fp16_storage": False, "use_fp16_packed": False, "use_fp16_arithmetic": False, "use_bf16_storage": False,
+        "num_threads": 1}
+    assert kits["fp16"]["net_options"]["use_fp16_arithmetic"] is True and kits["fp16"]["fp16_arithmetic"] is True
 
 
 @pytest.mark.slow

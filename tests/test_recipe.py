@@ -46,7 +46,12 @@ def test_source_kinds():
 
 def test_unknown_key_names_its_path():
     msg = error_of(base(export={"opset": 18, "opsett": 17}))
-    assert "export.opsett: Extra inputs are not permitted" in msg
+    assert "export.opsett: Extra inputs are not permitted (did you mean 'opset'?)" in msg
+    msg = error_of(base(targets=[{"runtime": "mnn", "precison": "fp16"}], calibration={"num_sampels": 3}))
+    assert "targets[0].precison: Extra inputs are not permitted (did you mean 'precision'?)" in msg
+    assert "calibration.num_sampels: Extra inputs are not permitted (did you mean 'num_samples'?)" in msg
+    msg = error_of(base(export={"zzqq": 1}))  # nothing close: no guess
+    assert msg.endswith("export.zzqq: Extra inputs are not permitted") or "zzqq: Extra inputs are not permitted;" in msg
 
 
 def test_bad_target_precision_names_its_index():
@@ -142,3 +147,19 @@ def test_template_from_init_is_valid(tmp_path):
     assert recipe.name == "my_model" and len(recipe.targets) == 3
     again = run_cli("recipe", "init", path)
     assert again.code == EXIT_USAGE and "exists" in again.stderr
+
+
+def test_build_int8_without_calibration_points_at_quantize_calib(tmp_path):
+    """On the command line there is no recipe to add a section to: the hint names the option that gives the data."""
+    import onnx
+    from onnx import TensorProto, helper
+
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "m.onnx")
+    res = run_cli("build", tmp_path / "m.onnx", "-t", "onnxruntime", "-p", "int8", "-o", tmp_path / "out")
+    assert res.code == 2
+    assert "int8 targets (onnxruntime_int8) need a 'calibration' section" in res.stderr
+    assert "hint: give calibration data: `convertctl quantize MODEL --int8 --calib FOLDER_OR_NPZ" in res.stderr

@@ -158,6 +158,10 @@ def test_report_md_is_the_summary_and_fits_a_job_page(run):
     assert md.startswith("# convertctl: digits_report")
     assert len(md.encode()) < 16 * 1024  # GitHub's step summary limit is 1 MiB; this stays tables and lists
     assert "<svg" not in md and "counts" not in md
+    manifest = load_manifest(out / "manifest.json")
+    for stage in manifest.stages:  # every stage's findings are in its row (the check's verdicts come last)
+        row = next(line for line in md.splitlines() if line.startswith(f"| {stage.name} |"))
+        assert all(f.replace("|", "\\|") in row for f in stage.findings[:11]), stage.name
 
 
 @pytest.mark.slow

@@ -113,6 +113,8 @@ class CalibrationData:
         self.pre = None
         if self.kind == "image":
             self.pre = spec.preprocess or preprocess_default
+            if spec.preprocess is None:  # nobody chose a crop: a static square input says which
+                self.pre = _fit_default_crop(self.input, self.pre, self.notes)
             self.channels = _image_channels(self.input, self.pre, dims)
         else:
             for f in files:
@@ -628,6 +630,23 @@ class _Reader:
 
 
 # ---------------------------------------------------------------------- images
+
+
+def _fit_default_crop(spec, pre, notes: list[str]):
+    """The default preprocessing (ImageNet's resize 256, crop 224) fitted to an input of a static square size: crop
+    that size, resize in the same 256:224 ratio. Any preprocessing someone wrote is left as it is."""
+    from convertctl.schema import ImagePreprocess
+
+    if pre != ImagePreprocess() or len(spec.shape) != 4:
+        return pre
+    spatial = spec.shape[2:4] if pre.layout == "NCHW" else spec.shape[1:3]
+    side = spatial[0]
+    if not isinstance(side, int) or spatial[1] != side or side == pre.crop:
+        return pre
+    fitted = pre.model_copy(update={"crop": side, "resize": max(side, round(side * 256 / 224))})
+    notes.append(f"images resized to {fitted.resize} and centre-cropped to {side}: the input's static size (the "
+                 "default preprocessing crops 224; set calibration.preprocess to choose)")
+    return fitted
 
 
 def _image_channels(spec, pre, dims) -> int:

@@ -70,7 +70,10 @@ def render_markdown(m: Manifest) -> str:
         lines += [f"**Verification data:** {m.samples.description} (sha256 `{m.samples.sha256[:12]}`)", ""]
     lines += ["## Stages", "", "| stage | status | time (s) | findings |", "|---|---|---:|---|"]
     for s in m.stages:
-        findings = "<br>".join(f.replace("|", "\\|") for f in s.findings[:4])
+        # every finding up to a page's worth (the check's per-target verdicts come last); never a silent cut
+        shown = s.findings if len(s.findings) <= 12 else [*s.findings[:11],
+                                                          f"… {len(s.findings) - 11} more in manifest.json"]
+        findings = "<br>".join(f.replace("|", "\\|") for f in shown)
         lines.append(f"| {s.name} | {_MARK.get(s.status, s.status)} | {s.seconds:.2f} | {findings} |")
     verified = [(s.name, c) for s in m.stages for c in s.verification]
     if verified:

@@ -107,8 +107,12 @@ def _build(onnx_path: Path, spec: NcnnOptions, out_dir: Path, ctx=None) -> Built
                                  "(convertctl/targets/ncnn/fp16.py)" if fp16 else "")},
         "weights": _weights(fp16, kept),
         **({"fp32_layers": kept} if kept else {}),
-        "fp16_arithmetic": spec.fp16_arithmetic,
+        # what the runner sets on net.opt before load_param (runner.net_options), as a deployment must set it
+        "fp16_arithmetic": fp16 and spec.fp16_arithmetic,
         "num_threads": spec.num_threads,
+        "net_options": {"use_fp16_storage": fp16, "use_fp16_packed": fp16,
+                        "use_fp16_arithmetic": fp16 and spec.fp16_arithmetic, "use_bf16_storage": False,
+                        "num_threads": spec.num_threads or "ncnn's default (the big cores)"},
         "blobs": _blobs((out_dir / PARAM).read_text(), ins, outs, specs),
         "layers": len(conv.layer_types),
         **({"notes": notes} if notes else {}),
