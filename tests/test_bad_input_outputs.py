@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from convertctl.errors import EXIT_USAGE, UsageError
-from convertctl.report.outdir import MARKER, OutputFolder, made_by_convertctl
+from convertctl.report.outdir import INVENTORY, MARKER, OutputFolder, made_by_convertctl
 
 from .conftest import load_manifest, run_cli, small_cnn_recipe
 
@@ -160,9 +160,14 @@ def test_a_previous_output_is_replaced_and_its_marker_kept(tmp_path, tiny_onnx):
     out = tmp_path / "o"
     assert build(tiny_onnx, out).code == 0
     (out / "stale.txt").write_text("from the first run")
+    with (out / INVENTORY).open("a") as inventory:  # a file the earlier run wrote (its inventory says so) goes
+        inventory.write("stale.txt\n")
     res = build(tiny_onnx, out)
     assert res.code == 0, res.stderr
     assert not (out / "stale.txt").exists() and made_by_convertctl(out)
+    (out / "mine.txt").write_text("the user's")  # one nobody wrote: the folder is left alone
+    assert_refused(build(tiny_onnx, out), "holds files convertctl did not write (mine.txt)")
+    assert (out / "mine.txt").read_text() == "the user's"
     assert MARKER not in [f["path"] for f in load_manifest(out)["files"]]  # the marker is not an artifact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
 

@@ -243,17 +243,33 @@ def _conv_maxpool_model(path):
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], initializers=[w0, w1])
 
 
-def test_int8_maxpool_over_both_signs_runs_in_float_and_is_right(tmp_path):
+def test_int8_maxpool_over_both_signs_runs_in_float_and_is_right(tmp_path, monkeypatch):
     """MNN 3.6.1's x86 INT8 MaxPool compares its offset-uint8 bytes as signed int8: a window holding both signs
     returns its largest negative value (measured: the FER model's INT8 output cosine 0.51). The build makes each INT8
-    MaxPool run in float (maxpool.py) and says so; the INT8 model then agrees with ONNX Runtime."""
+    MaxPool run in float (maxpool.py) and says so; the INT8 model then agrees with ONNX Runtime. The README's
+    reproduce steps name the patch as the third step, and that command, run on the quantizer's own output, gives the
+    shipped model.mnn byte for byte."""
+    import os
+    import shutil
+    import subprocess
     from types import SimpleNamespace
 
     import onnxruntime as ort
 
+    from convertctl.targets.mnn import maxpool
+    from convertctl.targets.mnn.kit import MAXPOOL_STEP
     from convertctl.targets.mnn.options import MNNOptions
     from convertctl.targets.mnn.target import TARGET
 
+    unpatched = tmp_path / "quantizer_output" / "model.mnn"  # what quantized.out wrote, before the patch
+    unpatched.parent.mkdir()
+    patch = maxpool.float_maxpools
+
+    def keep_a_copy(path, *args):
+        shutil.copyfile(path, unpatched)
+        return patch(path, *args)
+
+    monkeypatch.setattr(maxpool, "float_maxpools", keep_a_copy)
     model = _conv_maxpool_model(tmp_path / "m.onnx")
     rng = np.random.default_rng(1)
     calib = [rng.uniform(-1, 1, (1, 8, 16, 16)).astype(np.float32) for _ in range(24)]
@@ -262,6 +278,26 @@ def test_int8_maxpool_over_both_signs_runs_in_float_and_is_right(tmp_path):
     built = TARGET.build(model, spec, tmp_path / "art", ctx)
     assert built.settings["feature_quantize_method"] == "KL"
     assert built.settings["maxpool_in_float"]["layers"] == ["p"]  # MNN names an op after its ONNX output
+    # the README: MNNConvert, quantized.out, then the patch, in both recipes (C++ tools, the wheel's module)
+    readme = (tmp_path / "art" / "README.md").read_text()
+    blocks = [b.strip().splitlines() for b in readme.split("```sh")[1:]]
+    assert len(blocks) == 2, readme
+    for block in blocks:
+        assert block[2] == MAXPOOL_STEP and "quantized.out" in block[1], block
+    assert "`p`" in readme and "signed int8" in readme
+    # the step, as the README gives it, on the quantizer's unpatched output: the shipped model, byte for byte
+    shipped = (tmp_path / "art" / "model.mnn").read_bytes()
+    assert unpatched.read_bytes() != shipped
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, *MAXPOOL_STEP.split()[1:]], cwd=unpatched.parent, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "p" in res.stdout.split(": ")[-1], (res.stdout, res.stderr)
+    assert unpatched.read_bytes() == shipped
+    # run again: nothing left to change, the file stays as it is; -o writes a copy
+    res = subprocess.run([sys.executable, *MAXPOOL_STEP.split()[1:], "-o", "again.mnn"], cwd=unpatched.parent,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "no INT8 MaxPool to change" in res.stdout, (res.stdout, res.stderr)
+    assert (unpatched.parent / "again.mnn").read_bytes() == shipped
     runner = TARGET.open(tmp_path / "art", spec, built.settings)
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     for _ in range(4):
@@ -411,3 +447,40 @@ def test_fer_int8_with_ema_is_refused_naming_the_maxpools_left_in_int8(tmp_path)
     art = run["manifest"]["artifacts"][0]
     assert art["status"] == "error" and run["code"] != 0
     assert "INT8 MaxPool is wrong on x86" in art["reason"] and "max_pooling2d_1/MaxPool" in art["reason"]
+
+
+def test_a_quantizer_failure_names_every_method_tried_and_suggests_only_the_others():
+    """KL crashed, then auto's ADMM fallback crashed too (Silero VAD, MNN 3.6.1): the error names both crashes and the
+    hint neither of them; one method asked for and failed: the hint names the other two."""
+    from pathlib import Path
+
+    from convertctl.targets.mnn.quant import failure
+
+    crash = "was killed by signal SIGSEGV (a native crash)"
+    message, hint = failure([("KL", crash, Path("a/quant.KL.log")), ("ADMM", crash, Path("a/quant.log"))],
+                            "Compute Shape Error")
+    assert message.startswith("MNN's offline quantizer was killed by signal SIGSEGV") and "with KL" in message
+    assert "again with ADMM (the fallback)" in message and message.endswith("ADMM printed: Compute Shape Error")
+    assert hint.startswith("KL and ADMM both crashed; try int8_feature_method: EMA in the mnn target")
+    assert "a/quant.KL.log" in hint and "a/quant.log" in hint and "ADMM or" not in hint
+    message, hint = failure([("KL", crash, Path("q.KL.log")), ("ADMM", "ended without writing the model",
+                                                                Path("q.log"))], "")
+    assert "with KL; with ADMM (the fallback) it ended without writing the model" in message
+    assert hint.startswith("KL and ADMM both failed; try int8_feature_method: EMA")
+    message, hint = failure([("ADMM", crash, Path("q.log"))], "said")
+    assert message == f"MNN's offline quantizer (ADMM) {crash}: said"
+    assert hint == "try int8_feature_method: KL or EMA in the mnn target; log: q.log"
+    assert failure([("KL", "exited with 1", Path("q.log"))], "")[1].startswith("try int8_feature_method: ADMM or EMA")
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not (CORPUS / ".complete").exists(), reason="the corpus is fetched by `make models`")
+def test_silero_vad_int8_kl_and_its_admm_fallback_both_crash_and_the_error_says_so(tmp_path):
+    """Silero VAD (ONNX, an If on the sample rate): MNN 3.6.1's quantizer crashes natively with KL and with ADMM
+    (measured: SIGSEGV, "Compute Shape Error ... decoder/2/Conv"; about 3 s). The error names both, the hint only EMA."""
+    run = _corpus_run("silero_vad_onnx", tmp_path, [{"runtime": "mnn", "precision": "int8"}], keep_calibration=True)
+    art = run["manifest"]["artifacts"][0]
+    assert art["status"] == "error" and run["code"] != 0
+    assert "with KL, and again with ADMM (the fallback)" in art["reason"], art["reason"]
+    assert "KL and ADMM both crashed; try int8_feature_method: EMA in the mnn target" in art["reason"]
+    assert "quant.KL.log" in art["reason"] and "ADMM or" not in art["reason"]

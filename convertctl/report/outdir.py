@@ -20,6 +20,7 @@ from pathlib import Path
 from convertctl.errors import UsageError
 
 MARKER = ".convertctl-output"
+INVENTORY = ".convertctl-files"  # every file the run wrote, one relative path a line: what else is there is the user's
 _FIX = "choose an empty or new folder with -o (or `output:` in the recipe)"
 
 
@@ -52,6 +53,7 @@ class OutputFolder:
     def commit(self) -> Path:
         """Replace the previous output with the staging folder (two renames, no copy)."""
         old = None
+        _write_inventory(self.staging)
         if self.final.exists():
             self._refuse_unsafe(self.protected)  # the user may have put files there while the run went on
             if not any(self.final.iterdir()):
@@ -114,6 +116,12 @@ class OutputFolder:
         if any(final.iterdir()) and not made_by_convertctl(final):
             raise UsageError(f"output folder {final} exists and was not made by convertctl: it would be replaced "
                              "as a whole, so it is left alone", hint=_FIX)
+        added = foreign_files(final)
+        if added:  # files someone put into an earlier output: replacing the folder would delete them
+            shown = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
+            raise UsageError(f"output folder {final} holds files convertctl did not write ({shown}): replacing it "
+                             "would delete them, so it is left alone",
+                             hint=f"move them out of {final}, or {_FIX}")
 
     def _clean_leftovers(self) -> None:
         """Staging and old folders of runs to this place that were killed before they could clean up."""
@@ -137,6 +145,25 @@ def made_by_convertctl(folder: Path) -> bool:
         return isinstance(manifest, dict) and (manifest.get("tool") or {}).get("name") == "convertctl"
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.name not in (MARKER, INVENTORY))
+
+
+def _write_inventory(folder: Path) -> None:
+    (folder / INVENTORY).write_text("".join(f"{f}\n" for f in _files(folder)))
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files in an output convertctl made that its inventory does not list (an output older than the inventory:
+    none can be told apart, so none)."""
+    try:
+        written = set((folder / INVENTORY).read_text().splitlines())
+    except OSError:
+        return []
+    return [f for f in _files(folder) if f not in written]
 
 
 def _mark(folder: Path) -> None:

@@ -15,9 +15,15 @@ def _rel(path: Path, start: Path) -> str:
         return str(path)
 
 
+# the step after the quantizer when the build moved INT8 MaxPools to float (maxpool.py): the same code, same bytes
+MAXPOOL_STEP = "python -m convertctl.targets.mnn.maxpool model.mnn"
+
+
 def write_readme(out_dir: Path, onnx_path: Path, spec, settings: dict) -> None:
     onnx = _rel(onnx_path, out_dir)
     int8 = spec.precision == "int8"
+    pools = (settings.get("maxpool_in_float") or {}).get("layers") or []
+    patch = [MAXPOOL_STEP] if int8 and pools else []
     first = "model.float.mnn" if int8 else "model.mnn"
     argv = ["-f", "ONNX", "--modelFile", onnx, "--MNNModel", first, "--bizCode", "convertctl"]
     if spec.precision == "fp16":
@@ -31,14 +37,22 @@ def write_readme(out_dir: Path, onnx_path: Path, spec, settings: dict) -> None:
         "From this folder, with MNN's C++ tools (built with -DMNN_BUILD_CONVERTER=ON -DMNN_BUILD_QUANTOOLS=ON):", "",
         "```sh", "MNNConvert " + " ".join(argv)]
     if int8:
-        lines += ["quantized.out model.float.mnn model.mnn quant.json"]
+        lines += ["quantized.out model.float.mnn model.mnn quant.json", *patch]
     lines += ["```", "", "or with the `mnn` wheel's native module (not its `mnnconvert`/`mnnquant` scripts, which "
               "upload the machine id and arguments to Alibaba's log service):", "", "```sh",
               f"python -c \"import _tools; _tools.mnnconvert([{py_argv}])\""]
     if int8:
         lines += ["python -c \"import _tools; _tools.mnnquant(['quantized.out', 'model.float.mnn', 'model.mnn', "
-                  "'quant.json'])\""]
+                  "'quant.json'])\"", *patch]
     lines += ["```", ""]
+    if patch:
+        many = len(pools) > 1
+        lines += [f"The third step (convertctl's own `targets/mnn/maxpool.py`; `-o <file>` writes a copy instead of "
+                  f"patching in place) sets the output scale of the INT8 MaxPool{'s' * many} "
+                  f"{', '.join(f'`{p}`' for p in pools)} 0.01 % above {'their' if many else 'its'} input's so that MNN "
+                  f"runs {'them' if many else 'it'} in float: MNN 3.6.1's x86 INT8 MaxPool compares its uint8-stored "
+                  "values as signed int8 and is wrong where a window holds both signs (docs/mnn.md). Without it the "
+                  "model is not the one convertctl shipped and verified.", ""]
     if int8:
         lines += [f"`quant.json` reads the calibration samples from `calibration/` ({settings.get('calibration_samples')}"
                   " folders, one per sample: `<input>.txt` with the values as text and `input.json` with the shapes). "

@@ -21,11 +21,19 @@ added in place: the caller refuses such a model unless the pooled values cannot 
 The model file is a flatbuffer (schema/default/MNN.fbs); the scales are float32 fields the quantizer wrote with
 `ForceDefaults(true)`, so each is patched in place and nothing else in the file changes. (MNNConvert's MNN -> JSON ->
 MNN round trip would also do, but prints every float with 6 significant digits.)
+
+The same step from the command line, as an artifact's README.md gives it (after `quantized.out`):
+
+    python -m convertctl.targets.mnn.maxpool model.mnn [-o patched.mnn]
+
+rewrites the model in place (or writes the patched copy to `-o`) and prints the MaxPools it changed; it exits 1 when
+an INT8 MaxPool that may see negative values could not be moved to float (the build refuses such a model).
 """
 
 from __future__ import annotations
 
 import struct
+import sys
 from pathlib import Path
 
 # field ids in MNN.fbs (a union takes two: its type, then its value)
@@ -90,14 +98,15 @@ class _Buf:
         return bytes(self.data[s + 4:s + 4 + self.u32(s)]).decode("utf-8", errors="replace")
 
 
-def float_maxpools(model: Path) -> tuple[list[str], list[str]]:
-    """Make MNN run every INT8 MaxPool of `model` (a quantized model.mnn) in float; rewrites the file in place.
+def float_maxpools(model: Path, out: Path | None = None) -> tuple[list[str], list[str]]:
+    """Make MNN run every INT8 MaxPool of `model` (a quantized model.mnn) in float; rewrites the file in place, or
+    writes the result to `out` (always, changed or not) when given.
     Returns (the MaxPools moved to float, the INT8 MaxPools left as they are that may see negative values).
 
     A MaxPool is left when its output has no scale of its own (the EMA quantizer writes none; the runtime then
     gives it the input's, and a scale cannot be added in place). It is harmless when what it pools cannot be
     negative (a ReLU or ReLU6, or a convolution with one fused). Subgraphs (control flow) are not visited."""
-    buf = _Buf(bytearray(model.read_bytes()))
+    buf = _Buf(bytearray(Path(model).read_bytes()))
     net = buf.u32(0)
     quant = {}  # tensor index -> its TensorQuantInfo table
     for desc in buf.tables(net, _NET_EXTRA_TENSOR_DESCRIBE):
@@ -132,8 +141,10 @@ def float_maxpools(model: Path) -> tuple[list[str], list[str]]:
             continue
         struct.pack_into("<f", buf.data, where, scale * NUDGE)
         changed.append(buf.string(op, _OP_NAME))
-    if changed:
-        model.write_bytes(bytes(buf.data))
+    if out is not None and Path(out).resolve() != Path(model).resolve():
+        Path(out).write_bytes(bytes(buf.data))
+    elif changed:
+        Path(model).write_bytes(bytes(buf.data))
     return changed, left
 
 
@@ -154,3 +165,38 @@ def _non_negative(buf: _Buf, op: int | None) -> bool:
         return common is not None and bool(buf.scalar(buf.ref(common), _COMMON_RELU, "B")
                                            or buf.scalar(buf.ref(common), _COMMON_RELU6, "B"))
     return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m convertctl.targets.mnn.maxpool model.mnn [-o out.mnn]`: the build's MaxPool step on its own."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m convertctl.targets.mnn.maxpool",
+        description="Make MNN run every INT8 MaxPool of a quantized model.mnn in float (MNN 3.6.1's x86 INT8 MaxPool "
+                    "compares its uint8-stored values as signed int8): each one's output scale is set 0.01 % above "
+                    "its input's, in place. The step convertctl runs after MNN's offline quantizer.")
+    parser.add_argument("model", type=Path, help="the quantizer's output (quantized.out's second argument)")
+    parser.add_argument("-o", "--output", type=Path, help="write the patched model here instead of in place")
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        parser.error(f"no such file: {args.model}")
+    try:
+        changed, left = float_maxpools(args.model, args.output)
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        print(f"error: {args.model} is not an MNN model this reader understands ({exc})", file=sys.stderr)
+        return 2
+    where = args.output or args.model
+    if changed:
+        print(f"{where}: {len(changed)} INT8 MaxPool(s) set to run in float: {', '.join(changed)}")
+    else:
+        print(f"{where}: no INT8 MaxPool to change (none, already float, or patched before)")
+    if left:
+        print(f"error: left in INT8 with no output scale of their own, so they cannot run in float, and what they pool "
+              f"may be negative: {', '.join(left)} (quantize with KL or ADMM; docs/mnn.md)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -93,20 +93,20 @@ def quantize(float_mnn: Path, out_mnn: Path, onnx_path: Path, spec, ctx, out_dir
         count, shapes = write_samples(ctx.calibration, samples, input_names)
         method = "KL" if spec.int8_feature_method == "auto" else spec.int8_feature_method
         cfg, run = _quantize_once(method, spec, samples, count, shapes, skip, float_mnn, out_mnn, out_dir)
-        fallback = None
+        fallback, failed = None, []  # failed: (method, how it ended, the log kept) of an attempt that crashed
         if run.returncode < 0 and spec.int8_feature_method == "auto":  # a native crash with KL: ADMM instead
             fallback = (f"KL: the quantizer {how_it_ended(run.returncode)} (MNN 3.6.1 does with KL on models with a "
                         "ReduceMean); ADMM used instead")
             (out_dir / "quant.log").rename(out_dir / "quant.KL.log")
+            failed.append((_method_used(run.text, method), how_it_ended(run.returncode), out_dir / "quant.KL.log"))
             cfg, run = _quantize_once("ADMM", spec, samples, count, shapes, skip, float_mnn, out_mnn, out_dir)
     finally:
         shutil.rmtree(samples, ignore_errors=True)
     if run.returncode != 0 or not out_mnn.exists() or "Quantize model done" not in run.text:
-        said = run.summary()
         how = how_it_ended(run.returncode) if run.returncode != 0 else "ended without writing the model"
-        raise ConvertctlError(f"MNN's offline quantizer ({cfg['feature_quantize_method']}) {how}"
-                              + (f": {said}" if said else ""),
-                              hint=f"try int8_feature_method: ADMM or EMA in the mnn target; log: {run.log}")
+        message, hint = failure(failed + [(_method_used(run.text, cfg["feature_quantize_method"]), how, run.log)],
+                                run.summary())
+        raise ConvertctlError(message, hint=hint)
     # MNN 3.6.1's x86 INT8 MaxPool compares offset-uint8 bytes as signed int8 (wrong on windows holding both signs):
     # each INT8 MaxPool is made to run in float (maxpool.py)
     from convertctl.targets.mnn.maxpool import float_maxpools
@@ -132,6 +132,35 @@ def quantize(float_mnn: Path, out_mnn: Path, onnx_path: Path, spec, ctx, out_dir
             **({"maxpool_in_float": {"layers": pools, "why": MAXPOOL_WHY}} if pools else {}),
             "quantizer_seconds": run.seconds, "quantizer_imports": run.modules,
             "layers": layer_summary(layers)}
+
+
+FEATURE_METHODS = ("KL", "ADMM", "EMA")
+
+
+def failure(attempts: list[tuple[str, str, Path]], said: str) -> tuple[str, str]:
+    """The error and its hint when no attempt wrote a model. `attempts`: (method, how the quantizer ended, its log),
+    in order: the one method asked for, or KL then ADMM (auto's fallback after KL crashed); `said`: what the last
+    attempt printed last. The message names every attempt; the hint only the methods not tried yet, and every log."""
+    tried = list(dict.fromkeys(m for m, _, _ in attempts))
+    (last, last_how, _) = attempts[-1]
+    if len(attempts) == 1:
+        message = f"MNN's offline quantizer ({last}) {last_how}"
+    else:
+        first, first_how, _ = attempts[0]
+        message = (f"MNN's offline quantizer {first_how} with {first}, and again with {last} (the fallback)"
+                   if last_how == first_how else
+                   f"MNN's offline quantizer {first_how} with {first}; with {last} (the fallback) it {last_how}")
+    message += (f": {said}" if len(attempts) == 1 else f"; {last} printed: {said}") if said else ""
+    left = [m for m in FEATURE_METHODS if m not in tried]
+    logs = ", ".join(str(log) for _, _, log in attempts)
+    log = f"log{'s' if len(attempts) > 1 else ''}: {logs}"
+    verb = "crashed" if all("signal" in how for _, how, _ in attempts) else "failed"
+    failed = f"{' and '.join(tried)} both {verb}; " if len(tried) == 2 else ""
+    if not left:
+        hint = f"{', '.join(tried)} all {verb}; build fp32 or fp16 instead; {log}"
+    else:
+        hint = f"{failed}try int8_feature_method: {' or '.join(left)} in the mnn target; {log}"
+    return message, hint
 
 
 def _quantize_once(method, spec, samples, count, shapes, skip, float_mnn: Path, out_mnn: Path, out_dir: Path):
