@@ -153,14 +153,16 @@ def test_small_cnn_fp32_and_fp16(write_recipe, tmp_path):
     assert per_layer["matched"] >= 3 and any("compared NHWC -> NCHW" in w for w in per_layer["worst"]), per_layer
     folder = tmp_path / "out" / "targets"
     assert sorted(p.name for p in (folder / "litert_fp32").iterdir()) == ["kit.json", "model.tflite", "onnx2tf.log",
-                                                                         "signature.json"]
+                                                                         "prepare_onnx2tf.py", "signature.json"]
     assert (folder / "litert_fp16" / "model.tflite").stat().st_size < (folder / "litert_fp32" /
                                                                       "model.tflite").stat().st_size
     sig = json.loads((folder / "litert_fp32" / "signature.json").read_text())
     assert [(i["onnx"], i["shape"], i["dtype"]) for i in sig["inputs"]] == [("image", [1, 32, 32, 3], "float32")]
     kit = json.loads((folder / "litert_fp16" / "kit.json").read_text())
     assert kit["writes"] == "saved_model/model_float16.tflite, shipped as model.tflite"
-    assert kit["run_in"] == "a folder holding the ONNX with its dynamic input dims fixed to image:1x3x32x32, as model.onnx"
+    assert kit["run_in"].startswith("a folder holding the ONNX with its dynamic input dims fixed to image:1x3x32x32, "
+                                    "as model.onnx, and onnx2tf's sample-image file")
+    assert kit["prepare"] == "python prepare_onnx2tf.py && cd onnx2tf_kit"
 
 
 @pytest.mark.slow
@@ -309,13 +311,14 @@ def test_corpus_models_fp32(model_id, max_abs, tmp_path):
 def test_ppocrv4_rec_is_refused_by_onnx2tf_naming_the_operator(tmp_path):
     """PP-OCRv4 rec (SVTR: attention blocks, Reshape/Transpose chains between NCHW and token layouts) does not convert
     with onnx2tf 1.29.24: its layout inference puts the channels where the height is. With the input fixed at
-    48 x 320 an AveragePool gets [1, 1, 80, 480]; with -ois instead a Conv, with the width dynamic a MatMul
-    (measured). The run says so by operator and node, with onnx2tf's own reason, and exits 1."""
+    48 x 320 a Conv gets a depth of 1 for 120 (measured before the recipe's literal 48 was kept, at 1 x 320: an
+    AveragePool; with -ois a Conv, with the width dynamic a MatMul). The run says so by operator and node, with
+    onnx2tf's own reason, and exits 1."""
     run = _corpus_run("ppocrv4_rec_onnx", tmp_path, [{"runtime": "litert", "precision": "fp32"}])
     art = run["manifest"]["artifacts"][0]
     assert run["code"] == 1 and art["status"] == "error"
-    assert art["reason"].startswith("onnx2tf cannot convert the model at AveragePool node 'p2o.AveragePool.0': "
-                                    "ValueError: Negative dimension size caused by subtracting 3 from 1"), art["reason"]
+    assert art["reason"].startswith("onnx2tf cannot convert the model at Conv node 'conv2d_206.tmp_0': ValueError: "
+                                    "Depth of input (1) is not a multiple of input depth of filter (120)"), art["reason"]
     assert "onnx2tf.log" in art["reason"]
 
 
@@ -478,3 +481,226 @@ def test_the_build_key_holds_the_source_s_bytes_for_a_target_that_reads_it(tmp_p
     assert build_stage._source_key(ctx) == before and before["framework"] == "onnx"
     _conv_model(model)  # another model at the same path
     assert build_stage._source_key(ctx) != before
+
+
+# ------------------------------------------------------------------------------------- the new-user trial's defects
+
+PPOCR_CLS = CORPUS / "ppocr_cls_v2_onnx" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+
+def _ctx(inputs, dims=None, calibration=None):
+    from convertctl.targets.base import BuildContext
+
+    return BuildContext(inputs=inputs, dims=dims or {}, calibration=calibration)
+
+
+def _paddle_like_model(path):
+    """x [-1, 3, ?, ?] as Paddle2ONNX writes it: batch as dim_value -1, height and width named '?'."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "?", "?"])
+    x.type.tensor_type.shape.dim[0].dim_value = -1
+    return _onnx(path, [helper.make_node("Relu", ["x"], ["y"], name="Relu@0")], [x],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, "?", "?"])])
+
+
+def test_static_shapes_take_the_recipe_s_literal_sizes_and_a_minus_one_batch_is_dynamic(tmp_path):
+    """Defects 1 and 2: a literal size the recipe gives (48, 192) fixes a dynamic dim; a dim_value of -1 is dynamic
+    (batch 1), not a static size; a named dim takes its opt."""
+    from convertctl.recipe import InputSpec
+    from convertctl.targets.litert.build import _inputs
+
+    model = _paddle_like_model(tmp_path / "m.onnx")
+    literal = _inputs(model, _ctx([InputSpec(name="x", shape=["batch", 3, 48, 192])], {"batch": (1, 1, 8)}))
+    assert [(i["shape"], i["static"]) for i in literal] == [([None, 3, None, None], [1, 3, 48, 192])]
+    named = _inputs(model, _ctx([InputSpec(name="x", shape=["batch", 3, "h", "w"])],
+                                {"batch": (1, 4, 8), "h": (16, 32, 64), "w": (16, 96, 320)}))
+    assert named[0]["static"] == [1, 3, 32, 96]
+    assert _inputs(model, _ctx([]))[0]["static"] == [1, 3, 1, 1]  # no spec: batch 1, unnamed dims 1
+
+
+def test_the_kit_s_prepare_script_fixes_dims_and_names_as_the_build_does(tmp_path):
+    """prepare_onnx2tf's functions on a -1 batch and an `@` node name: the dims fixed, the name made TensorFlow-safe
+    (onnx2tf refuses 'Softmax@0' as a scope name), outputs' dynamic dims cleared."""
+    import onnx
+
+    from convertctl.targets.litert.prepare_onnx2tf import fix_shapes, tf_safe_names
+
+    model = onnx.load(str(_paddle_like_model(tmp_path / "m.onnx")))
+    assert tf_safe_names(model) == {"Relu_0": "Relu@0"}
+    fix_shapes(model, {"x": [1, 3, 48, 192]})
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 48, 192]
+    assert [d.HasField("dim_value") for d in model.graph.output[0].type.tensor_type.shape.dim] == [True, True, False,
+                                                                                                    False]
+
+
+def _three_kinds_model(path):
+    """audio [batch, 4] float, state [2, batch, 3] float (batched on axis 1), sr [] int64 (a scalar), image
+    [batch, 3, 4, 4]: Silero VAD's kinds of input, and an image."""
+    from onnx import TensorProto, helper
+
+    return _onnx(path, [helper.make_node("Relu", ["audio"], ["a"]), helper.make_node("Relu", ["state"], ["s"]),
+                        helper.make_node("Cast", ["sr"], ["r"], to=TensorProto.FLOAT),
+                        helper.make_node("Relu", ["image"], ["i"])],
+                 [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", 4]),
+                  helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 3]),
+                  helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+                  helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, 4, 4])],
+                 [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in
+                  [("a", ["batch", 4]), ("s", [2, "batch", 3]), ("r", []), ("i", ["batch", 3, 4, 4])]])
+
+
+def _three_kinds_calibration(count=5):
+    rng = np.random.default_rng(0)
+    samples = [{"audio": rng.normal(size=(1, 4)).astype(np.float32),
+                "state": rng.normal(size=(2, 1, 3)).astype(np.float32),
+                "sr": np.asarray(16000, np.int64),
+                "image": rng.normal(size=(1, 3, 4, 4)).astype(np.float32)} for _ in range(count)]
+    return samples, lambda: iter(samples)
+
+
+def _three_kinds_specs():
+    from convertctl.recipe import InputSpec
+
+    return [InputSpec(name="audio", shape=["batch", 4]), InputSpec(name="state", shape=[2, "batch", 3], batch_axis=1),
+            InputSpec(name="sr", shape=[], dtype="int64", value=16000),
+            InputSpec(name="image", shape=["batch", 3, 4, 4])]
+
+
+def test_onnx2tf_calibration_refuses_what_cind_cannot_express_naming_each_input(tmp_path):
+    """Defect 3: a scalar, a non-float input, an input batched on axis 1: one ConvertctlError naming each and why,
+    before anything is written (was: a bare ValueError from np.concatenate on 0-d arrays)."""
+    from convertctl.errors import ConvertctlError
+    from convertctl.targets.litert.build import _calibration, _inputs
+    from convertctl.targets.litert.options import LiteRTOptions
+
+    _, calib = _three_kinds_calibration()
+    ctx = _ctx(_three_kinds_specs(), {"batch": (1, 1, 8)}, calib)
+    inputs = _inputs(_three_kinds_model(tmp_path / "m.onnx"), ctx)
+    with pytest.raises(ConvertctlError) as err:
+        _calibration(ctx, LiteRTOptions(runtime="litert", precision="int8"), inputs, tmp_path)
+    assert err.value.message == (
+        "litert int8 (onnx2tf): onnx2tf's calibration data (-cind) cannot express the inputs: 'state' is batched on "
+        "axis 1 (-cind cuts the samples along axis 0); 'sr' is a scalar (-cind takes samples stacked along axis 0 of "
+        "a tensor)")
+    assert not (tmp_path / "calibration").exists()
+
+
+def test_onnx2tf_calibration_stacks_batch_axis_0_inputs_in_the_tflite_layout(tmp_path):
+    from convertctl.targets.litert.build import _calibration, _inputs
+    from convertctl.targets.litert.options import LiteRTOptions
+
+    samples, calib = _three_kinds_calibration()
+    specs = [s for s in _three_kinds_specs() if s.name in ("audio", "image")]
+    ctx = _ctx(specs, {"batch": (1, 1, 8)}, calib)
+    inputs = [i for i in _inputs(_three_kinds_model(tmp_path / "m.onnx"), ctx) if i["name"] in ("audio", "image")]
+    paths = _calibration(ctx, LiteRTOptions(runtime="litert", precision="int8"), inputs, tmp_path)
+    audio, image = np.load(tmp_path / paths["audio"]), np.load(tmp_path / paths["image"])
+    assert audio.shape == (5, 4) and image.shape == (5, 4, 4, 3)  # image channels-last, as onnx2tf makes the input
+    np.testing.assert_array_equal(audio, np.concatenate([s["audio"] for s in samples]))
+    np.testing.assert_array_equal(image, np.concatenate([s["image"] for s in samples]).transpose(0, 2, 3, 1))
+
+
+def test_tflite_converter_calibration_keeps_each_sample_s_shape_and_dtype(tmp_path):
+    """Defect 3 for TFLiteConverter (tflite.py, tflite_worker.py): sample i is array[i], as the model takes it for
+    one run: the scalar stays an int64 scalar, the state keeps its batch of 1 on axis 1."""
+    from convertctl.targets.base import BuildContext
+    from convertctl.targets.litert import tflite, tflite_worker
+
+    samples, calib = _three_kinds_calibration()
+    paths = tflite._calibration(BuildContext(calibration=calib), tmp_path)
+    arrays = {n: np.load(p) for n, p in paths.items()}
+    assert {n: (a.shape, a.dtype.name) for n, a in arrays.items()} == {
+        "audio": ((5, 1, 4), "float32"), "state": ((5, 2, 1, 3), "float32"), "sr": ((5,), "int64"),
+        "image": ((5, 1, 3, 4, 4), "float32")}
+    gen, order = tflite_worker._representative(paths, ["audio", "state", "sr", "image"], by_name=True)
+    fed = list(gen())
+    assert order == ["audio", "state", "sr", "image"] and len(fed) == 5
+    for got, want in zip(fed, samples, strict=True):
+        for name in order:
+            assert got[name].shape == want[name].shape and got[name].dtype == want[name].dtype
+            np.testing.assert_array_equal(got[name], want[name])
+    from convertctl.targets.litert.options import LiteRTOptions
+
+    snippet = tflite.command(LiteRTOptions(runtime="litert", precision="int8"), "saved_model",
+                             {"input_order": order, "by_name": True})
+    assert "dict(zip(names, [a[i] for a in x]))" in snippet
+
+
+def test_native_stderr_is_held_back_around_interpreter_creation_except_what_is_not_the_info_line(capfd):
+    """Defect 6: the XNNPACK INFO line the interpreter writes to fd 2 is dropped; anything else comes through."""
+    import os
+
+    from convertctl.targets.litert.signature import quiet_native_stderr
+
+    with quiet_native_stderr():
+        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\nERROR: something native\n")
+    assert capfd.readouterr().err == "ERROR: something native\n"
+
+
+def _manifest_files(out: Path, artifact: str) -> list[str]:
+    manifest = load_manifest(out)
+    (record,) = [a for a in manifest["artifacts"] if a["id"] == artifact]
+    return [f["path"] for f in record["files"]]
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@needs_corpus
+@needs_runtime
+@needs_onnx2tf
+def test_ppocr_cls_with_a_minus_one_batch_builds_from_the_cli_at_the_dims_given(tmp_path, capfd):
+    """Defect 2 (and 4, 6): `build model.onnx -t litert --dim x_2=48 --dim x_3=192` on PP-OCR cls (x [-1, 3, ?, ?]) was
+    "ValueError: Dimension -1 must be >= 0"; now 1x48x192x3, the log and the prepare script in the manifest's files,
+    and no XNNPACK INFO line on stderr."""
+    out = tmp_path / "out"
+    res = run_cli("build", PPOCR_CLS, "-t", "litert", "--dim", "x_2=48", "--dim", "x_3=192", "-o", out, "-q")
+    assert res.code == 0, res.stderr + res.stdout
+    sig = json.loads((out / "targets" / "litert_fp32" / "signature.json").read_text())
+    assert [(i["onnx"], i["shape"]) for i in sig["inputs"]] == [("x", [1, 48, 192, 3])]
+    assert sig["fixed_input_shapes"] == {"x": [1, 3, 48, 192]}
+    assert _manifest_files(out, "litert_fp32") == [f"targets/litert_fp32/{n}" for n in (
+        "model.tflite", "signature.json", "kit.json", "onnx2tf.log", "prepare_onnx2tf.py")]
+    assert "XNNPACK" not in capfd.readouterr().err + res.stderr
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@needs_corpus
+@needs_runtime
+@needs_onnx2tf
+def test_ppocr_cls_recipe_s_literal_sizes_and_an_int8_kit_that_prepares_its_folder(tmp_path):
+    """Defects 1, 4, 5: the recipe's `shape: [batch, 3, 48, 192]` is what onnx2tf converts at (was 1x1: "Negative
+    dimension size" at MaxPool); the int8 kit's prepare_onnx2tf.py, run in the onnx2tf environment, writes the fixed
+    ONNX (renamed nodes included), the sample images and calibration/x.npy from samples.npz, channels-last."""
+    import subprocess
+
+    import onnx
+
+    from convertctl.targets.litert.converter import interpreter
+
+    recipe = {"version": 1, "name": "cls", "source": {"framework": "onnx", "path": str(PPOCR_CLS)},
+              "inputs": [{"name": "x", "shape": ["batch", 3, 48, 192], "range": [-1.0, 1.0]}],
+              "dims": {"batch": {"min": 1, "opt": 1, "max": 8}},
+              "calibration": {"data": str(CORPUS / "ppocr_cls_v2_onnx" / "data" / "lines.npz"), "num_samples": 16,
+                              "holdout": 0.25},
+              "targets": [{"runtime": "litert", "precision": "int8"}], "output": str(tmp_path / "out")}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_cli("run", tmp_path / "recipe.yaml", "-q")
+    assert res.code == 0, res.stderr + res.stdout
+    art = tmp_path / "out" / "targets" / "litert_int8"
+    sig = json.loads((art / "signature.json").read_text())
+    assert sig["inputs"][0]["shape"] == [1, 48, 192, 3] and sig["calibration_samples"] == 16
+    assert "targets/litert_int8/onnx2tf.log" in _manifest_files(tmp_path / "out", "litert_int8")
+    kit = json.loads((art / "kit.json").read_text())
+    assert "-cind x calibration/x.npy" in kit["command"] and "not_reproduced" in kit
+    python, _ = interpreter()
+    done = subprocess.run([python, str(art / "prepare_onnx2tf.py")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "warning" not in done.stdout, done.stdout + done.stderr
+    kit_dir = art / "onnx2tf_kit"
+    model = onnx.load(str(kit_dir / "model.onnx"))
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 48, 192]
+    assert not [n.name for n in model.graph.node if "@" in n.name]
+    assert np.load(kit_dir / "calibration_image_sample_data_20x128x128x3_float32.npy").shape == (20, 128, 128, 3)
+    held = np.load(tmp_path / "out" / "samples.npz")["x"]
+    np.testing.assert_array_equal(np.load(kit_dir / "calibration" / "x.npy"), held.transpose(0, 2, 3, 1))

@@ -236,6 +236,26 @@ def test_a_dynamic_input_without_a_range_is_refused_before_the_build(small_cnn, 
         build_engine(small_cnn, _spec(), unknown, tmp_path, "fp32")
 
 
+def test_no_garbage_collection_while_tensorrt_builds_even_when_the_build_fails(small_cnn, tmp_path):
+    """The collector freeing an earlier failed build's builder (kept by its traceback's reference cycle) from inside
+    a TensorRT logger callback deadlocked the suite in IBuilder's destructor. Inside `building` it is paused, and it
+    is restored on the way out, also when the build raises."""
+    import gc
+
+    assert gc.isenabled()
+    with building(tensorrt_rtx, RTX, small_cnn, _spec(), compute_profiles(describe(small_cnn).inputs, [],
+                                                                           {"batch": (1, 1, 2)}, {"batch"}),
+                  False, tmp_path, []):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    fixed = Profiles([InputProfile("image", (1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 32, 32))])
+    for _ in range(3):  # failing builds whose tracebacks hold builders, then collections in between: no hang
+        with pytest.raises(UsageError):
+            build_engine(small_cnn, _spec(), fixed, tmp_path, "fp32")
+        assert gc.isenabled()
+        gc.collect()
+
+
 # -- the shared builder's configuration, as TensorRT-RTX reads it back -------------------------------------------
 def test_the_shared_configuration_is_what_the_builder_holds(small_cnn, tmp_path):
     trt = tensorrt_rtx

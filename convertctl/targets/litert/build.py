@@ -14,6 +14,7 @@ from convertctl.errors import ConvertctlError, UsageError
 from convertctl.targets.base import BuildContext, BuiltArtifact
 from convertctl.targets.litert import converter, tflite
 from convertctl.targets.litert.options import LiteRTOptions
+from convertctl.targets.litert.prepare_onnx2tf import dynamic, fix_shapes, tf_safe_names, write_sample_images
 from convertctl.targets.litert.signature import channels_last, describe, to_tflite
 
 # what onnx2tf writes for each precision (<stem>_<suffix>.tflite); the int8 one depends on int8_io
@@ -22,8 +23,9 @@ _OUTPUTS = {"fp32": "float32", "fp16": "float16", ("int8", "float32"): "integer_
 
 
 def _inputs(onnx_path: Path, ctx: BuildContext) -> list[dict]:
-    """Every graph input: name, dtype, shape (symbolic dims as None) and the static shape it gets: batch 1, the
-    other dynamic dims the recipe's opt (dims), else 1."""
+    """Every graph input: name, dtype, shape (dynamic dims as None: a dim_param, no value, or a dim_value <= 0, as
+    Paddle2ONNX writes a dynamic batch) and the static shape it gets: the size the recipe's input shape gives it (a
+    literal int), else batch 1, else the recipe's opt of the dim it names (dims), else 1."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
@@ -38,24 +40,33 @@ def _inputs(onnx_path: Path, ctx: BuildContext) -> list[dict]:
         batch_axis = spec.batch_axis if spec is not None else 0
         shape, static = [], []
         for axis, d in enumerate(dims):
-            shape.append(d.dim_value if d.HasField("dim_value") else None)
-            name = spec.shape[axis] if spec is not None and axis < len(spec.shape) else d.dim_param
-            if d.HasField("dim_value"):
+            wanted = spec.shape[axis] if spec is not None and axis < len(spec.shape) else None
+            if not dynamic(d):
+                shape.append(d.dim_value)
                 static.append(d.dim_value)
+                continue
+            shape.append(None)
+            if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted > 0:
+                static.append(wanted)  # the recipe fixes this size
             elif axis == batch_axis:
                 static.append(1)
             else:
-                static.append(ctx.dims[name][1] if isinstance(name, str) and name in ctx.dims else 1)
+                name = wanted if isinstance(wanted, str) else d.dim_param
+                static.append(ctx.dims[name][1] if name in ctx.dims else 1)
         found.append({"name": value.name, "elem_type": value.type.tensor_type.elem_type, "shape": shape,
-                      "static": static})
+                      "static": static, "batch_axis": batch_axis})
     return found
+
+
+def _kept(spec: LiteRTOptions, inputs: list[dict]) -> list[str]:
+    """The inputs onnx2tf is told to keep as they are (-kat): all of them for input_layout onnx; else the ones it
+    would transpose although they are not images (3-D sequences NCW -> NWC would surprise a caller)."""
+    return [i["name"] for i in inputs if spec.input_layout == "onnx" or len(i["shape"]) not in (4, 5)]
 
 
 def _argv(spec: LiteRTOptions, inputs: list[dict], calib: dict[str, str]) -> list[str]:
     argv = ["-i", "model.onnx", "-o", "saved_model", "-n"]
-    # inputs kept as they are: all of them for input_layout onnx; else the ones onnx2tf would transpose although
-    # they are not images (3-D sequences NCW -> NWC would surprise a caller)
-    keep = [i["name"] for i in inputs if spec.input_layout == "onnx" or len(i["shape"]) not in (4, 5)]
+    keep = _kept(spec, inputs)
     if keep:
         argv += ["-kat", *keep]
     if spec.precision == "int8":
@@ -65,43 +76,67 @@ def _argv(spec: LiteRTOptions, inputs: list[dict], calib: dict[str, str]) -> lis
     return argv
 
 
-def _fix_shapes(onnx_path: Path, inputs: list[dict]) -> None:
-    """The copy's dynamic input dims fixed in place (static_shapes). Not onnx2tf's -ois: with it, PP-OCRv4 det kept a
-    dynamic input in the .tflite and a ConvTranspose output size from another shape (the interpreter refused it:
-    "computed_input_height != SizeOfDimension"); with the ONNX itself static it converts and matches (measured).
-    Output and intermediate shapes are cleared for onnx2tf's own inference to fill in."""
+def _prepare_copy(onnx_path: Path, inputs: list[dict], fixed: bool) -> dict[str, str]:
+    """The copy onnx2tf converts, changed in place: node names TensorFlow refuses as scope names renamed (returned,
+    new -> old), and with `fixed` (static_shapes) its dynamic input dims fixed. Not onnx2tf's -ois: with it, PP-OCRv4
+    det kept a dynamic input in the .tflite and a ConvTranspose output size from another shape (the interpreter
+    refused it: "computed_input_height != SizeOfDimension"); with the ONNX itself static it converts and matches
+    (measured). Output and intermediate shapes are cleared for onnx2tf's own inference to fill in. The code is
+    prepare_onnx2tf's, which the artifact ships so that its kit does the same."""
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    static = {i["name"]: i["static"] for i in inputs}
-    for value in model.graph.input:
-        for dim, size in zip(value.type.tensor_type.shape.dim, static.get(value.name, []), strict=False):
-            if not dim.HasField("dim_value"):
-                dim.Clear()
-                dim.dim_value = size
-    for value in model.graph.output:
-        for dim in value.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value"):
-                dim.Clear()
-    del model.graph.value_info[:]
-    onnx.save(model, str(onnx_path))  # external data, if any, stays in the files copy_model wrote beside it
+    renamed = tf_safe_names(model)
+    if fixed:
+        fix_shapes(model, {i["name"]: i["static"] for i in inputs})
+    if renamed or fixed:
+        onnx.save(model, str(onnx_path))  # external data, if any, stays in the files copy_model wrote beside it
+    return renamed
 
 
 def _calibration(ctx: BuildContext, spec: LiteRTOptions, inputs: list[dict], work: Path) -> dict[str, str]:
     """The calibration samples as onnx2tf's -cind takes them: one .npy per input, samples along axis 0, in the
-    .tflite's layout (channels-last where onnx2tf transposes the input)."""
+    .tflite's layout (channels-last where onnx2tf transposes the input), float32. onnx2tf cuts every input's array
+    along axis 0 (batch 1 at a time) and casts it to float32, so an input it cannot take that way is refused,
+    named, before the conversion: a scalar, a non-float input, one whose sample is not of size 1 on axis 0 (a
+    batch axis other than 0, such as a recurrent state [2, batch, 128])."""
+    from onnx import helper
+
     if ctx is None or ctx.calibration is None:
         raise UsageError("a litert int8 target needs calibration data (a `calibration` section, or --calib)")
+    keep = set(_kept(spec, inputs))
+    perms = {i["name"]: channels_last(len(i["shape"])) if i["name"] not in keep else None for i in inputs}
+    problems = []
+    for item in inputs:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(item["elem_type"]))
+        if not item["shape"]:
+            problems.append(f"{item['name']!r} is a scalar (-cind takes samples stacked along axis 0 of a tensor)")
+        elif dtype.kind != "f":
+            problems.append(f"{item['name']!r} is {dtype.name} (-cind feeds every calibration input as float32)")
+        elif item["batch_axis"] not in (0, None):
+            problems.append(f"{item['name']!r} is batched on axis {item['batch_axis']} (-cind cuts the samples "
+                            "along axis 0)")
     per_input: dict[str, list[np.ndarray]] = {i["name"]: [] for i in inputs}
-    for feeds in ctx.calibration():
-        for name in per_input:
-            per_input[name].append(np.asarray(feeds[name]))
+    if not problems:
+        for feeds in ctx.calibration():
+            for name, parts in per_input.items():
+                x = np.asarray(feeds[name])
+                parts.append(np.transpose(x, perms[name]) if perms[name] else x)
+        for name, parts in per_input.items():
+            shape = parts[0].shape if parts else ()
+            if parts and shape[0] != 1:  # an unbatched input (batch_axis null) not of size 1 on axis 0
+                problems.append(f"{name!r} takes a {list(shape)} tensor per sample in the .tflite's layout (-cind "
+                                "cuts the samples along axis 0, one of size 1 at a time)")
+    if problems:
+        raise ConvertctlError(
+            "litert int8 (onnx2tf): onnx2tf's calibration data (-cind) cannot express the input"
+            + ("s: " if len(problems) > 1 else ": ") + "; ".join(problems),
+            hint="onnx2tf's int8 takes models whose inputs are all float tensors batched on axis 0; litert fp32 and "
+                 "fp16 need no calibration")
     (work / "calibration").mkdir()
     paths = {}
     for item in inputs:
         data = np.concatenate(per_input[item["name"]], axis=0).astype(np.float32)
-        if spec.input_layout == "nhwc" and data.ndim in (4, 5):
-            data = np.transpose(data, channels_last(data.ndim))
         rel = f"calibration/{item['name'].replace('/', '_')}.npy"
         np.save(work / rel, data)
         paths[item["name"]] = rel
@@ -111,12 +146,8 @@ def _calibration(ctx: BuildContext, spec: LiteRTOptions, inputs: list[dict], wor
 # onnx2tf's sample images: for a model whose inputs are all static 4-D images it loads this file from its working
 # folder for its test inference, and downloads it from GitHub when the file is not there (common_functions.py
 # download_test_image_data). convertctl downloads nothing at run time: the file is written first, from a seeded
-# generator (uniform in [0, 1), what the downloaded images are scaled to).
-_SAMPLE_IMAGES = "calibration_image_sample_data_20x128x128x3_float32.npy"
-
-
-def _no_download(work: Path) -> None:
-    np.save(work / _SAMPLE_IMAGES, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+# generator (uniform in [0, 1), what the downloaded images are scaled to): prepare_onnx2tf.write_sample_images.
+_no_download = write_sample_images
 
 
 def _probe(inputs: list[dict], spec: LiteRTOptions) -> dict[str, np.ndarray]:
@@ -162,11 +193,16 @@ def _build_onnx2tf(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: Bui
     _no_download(work)
     inputs = _inputs(work / "model.onnx", ctx)
     fixed = spec.static_shapes and any(None in i["shape"] for i in inputs)
-    if fixed:
-        _fix_shapes(work / "model.onnx", inputs)
+    renamed = _prepare_copy(work / "model.onnx", inputs, fixed)
     calib = _calibration(ctx, spec, inputs, work) if spec.precision == "int8" else {}
     argv = _argv(spec, inputs, calib)
-    ran = converter.run(argv, work, str((work / "model.onnx").resolve()), spec.converter_timeout_s)
+    try:
+        ran = converter.run(argv, work, str((work / "model.onnx").resolve()), spec.converter_timeout_s)
+    except ConvertctlError as exc:  # the node named as the ONNX names it
+        message = exc.message
+        for new, old in renamed.items():
+            message = message.replace(f"'{new}'", f"'{old}'")
+        raise ConvertctlError(message, hint=exc.hint) from None
     suffix = _OUTPUTS[spec.precision] if spec.precision != "int8" else _OUTPUTS[("int8", spec.int8_io)]
     made = work / "saved_model" / f"model_{suffix}.tflite"
     if not made.exists():  # onnx2tf logs a failed quantization as a warning and goes on
@@ -189,13 +225,49 @@ def _build_onnx2tf(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: Bui
     held = ("the ONNX with its dynamic input dims fixed to " + ", ".join(
         f"{i['name']}:{'x'.join(map(str, i['static']))}" for i in inputs) + ", as model.onnx") if fixed else \
         "the ONNX as model.onnx"
-    kit = {"command": converter.command(argv), "run_in": f"a folder holding {held}"
-           + (" and the calibration .npy files under calibration/" if calib else ""),
+    if renamed:
+        held += f" (its {len(renamed)} node names TensorFlow refuses as scope names, such as {next(iter(renamed.values()))!r}, renamed)"
+    kit = {"prepare": f"python {_PREPARE} && cd onnx2tf_kit",
+           "command": converter.command(argv),
+           "run_in": f"a folder holding {held}, and onnx2tf's sample-image file (else onnx2tf downloads it)"
+           + (", and the calibration .npy files under calibration/" if calib else "")
+           + f": what `{_PREPARE}` writes to onnx2tf_kit/ beside it, from the run's output folder's model.onnx"
+           + (" and samples.npz" if calib else "") + " (--model, --samples, --out to take others)",
+           **({"not_reproduced": f"the {settings['calibration_samples']} calibration samples the build used are not "
+               "in the output folder: prepare_onnx2tf.py writes calibration/ from samples.npz (the run's verification "
+               "samples) instead, so the int8 model it gives may differ from model.tflite in its quantization "
+               "scales; for the same model, write the same samples there (per input, along axis 0, float32, "
+               "channels-last for an input onnx2tf transposes)"} if calib else {}),
            "environment": f"pip install -r convertctl/targets/litert/env.txt (onnx2tf {ran['onnx2tf']})",
            "writes": f"saved_model/model_{suffix}.tflite, shipped as model.tflite",
            "python_origin": ran["python_origin"]}
+    keep = set(_kept(spec, inputs))
+    _write_prepare(out_dir / _PREPARE, onnx_path, {i["name"]: i["static"] for i in inputs} if fixed else {},
+                   {i["name"]: {"file": calib[i["name"]], "batch_axis": i["batch_axis"],
+                                "perm": None if i["name"] in keep else channels_last(len(i["shape"]))}
+                    for i in inputs} if calib else {})
     shutil.copyfile(work / "onnx2tf.log", out_dir / "onnx2tf.log")
-    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work)
+    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work,
+                   extra=[Path("onnx2tf.log"), Path(_PREPARE)])
+
+
+_PREPARE = "prepare_onnx2tf.py"
+
+
+def _write_prepare(path: Path, onnx_path: Path, static: dict, calibration: dict) -> None:
+    """prepare_onnx2tf.py (this package's file) with the artifact's SETTINGS: what it fixes, what it calibrates
+    with, the sha256 of the ONNX converted."""
+    import hashlib
+
+    from convertctl.targets.litert import prepare_onnx2tf
+
+    marker = "SETTINGS: dict = {}"
+    text = Path(prepare_onnx2tf.__file__).read_text()
+    assert marker in text
+    with open(onnx_path, "rb") as f:
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+    settings = json.dumps({"onnx_sha256": sha, "static": static, "calibration": calibration}, indent=4)
+    path.write_text(text.replace(marker, f"SETTINGS: dict = {settings}", 1))
 
 
 def _build_tflite_converter(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext) -> BuiltArtifact:
@@ -219,12 +291,15 @@ def _build_tflite_converter(onnx_path: Path, spec: LiteRTOptions, out_dir: Path,
     }
     kit = {"command": tflite.command(spec, ran["format"], ran),
            "run_in": f"a folder holding the {ran['format']} source as `{tflite.SOURCE_NAME[ran['format']]}`"
-           + (" and the calibration samples as calibration/<input>.npy (samples along axis 0)"
+           + (" and the calibration samples as calibration/<input>.npy (sample i is array[i], one run's input)"
               if spec.precision == "int8" else ""),
+           **({"not_reproduced": "the calibration samples the build used are not in the output folder"}
+              if spec.precision == "int8" else {}),
            "environment": f"tensorflow {ran['tensorflow']} (pip install 'convertctl[tf]')",
            "writes": "model.tflite"}
     shutil.copyfile(work / "tflite_converter.log", out_dir / "tflite_converter.log")
-    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work)
+    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work,
+                   extra=[Path("tflite_converter.log")])
 
 
 def _build_litert_torch(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext) -> BuiltArtifact:
@@ -272,8 +347,8 @@ def _build_litert_torch(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx
                           f"(litert-torch {ran['litert_torch']})",
            "writes": "model.tflite", "python_origin": ran["python_origin"]}
     shutil.copyfile(work / f"{torch_convert.LOG_NAME}.log", out_dir / f"{torch_convert.LOG_NAME}.log")
-    built = _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work)
-    return BuiltArtifact(files=[*built.files, Path("convert_litert_torch.py"), Path(samples)], settings=built.settings)
+    return _finish(onnx_path, spec, out_dir, ctx, sig, settings, kit, probe, work,
+                   extra=[Path("convert_litert_torch.py"), Path(samples), Path(f"{torch_convert.LOG_NAME}.log")])
 
 
 def _precision(spec: LiteRTOptions) -> str:
@@ -289,8 +364,9 @@ def _describe(out_dir: Path, onnx_path: Path, probe: dict, spec: LiteRTOptions, 
 
 
 def _finish(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildContext, sig: dict, settings: dict,
-            kit: dict, probe: dict, work: Path) -> BuiltArtifact:
-    """signature.json, kit.json, the per-layer comparison; the converter's working folder removed."""
+            kit: dict, probe: dict, work: Path, extra: list[Path]) -> BuiltArtifact:
+    """signature.json, kit.json, the per-layer comparison; the converter's working folder removed. The artifact's
+    files: those three and `extra` (the converter's log, the kit's scripts), all in out_dir."""
     # the conversion's time stays out of the artifact's files: same recipe and inputs, same bytes
     signature = {**sig, **{k: v for k, v in settings.items() if k != "converter_seconds"}}
     (out_dir / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
@@ -298,7 +374,7 @@ def _finish(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildConte
     shutil.rmtree(work)  # the SavedModel, the other precisions' .tflite, the copies: not the artifact
     if spec.per_layer:
         settings["per_layer"] = _per_layer(out_dir, onnx_path, spec, ctx, sig, probe)
-    return BuiltArtifact(files=[Path("model.tflite"), Path("signature.json"), Path("kit.json")],
+    return BuiltArtifact(files=[Path("model.tflite"), Path("signature.json"), Path("kit.json"), *extra],
                          settings={**settings, "command": kit["command"]})
 
 

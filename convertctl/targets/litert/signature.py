@@ -8,8 +8,12 @@ interpreter, the candidate that reproduces ONNX Runtime's output wins. The runne
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +28,15 @@ class Invoker:
     def __init__(self, path: Path, num_threads: int | None):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        # the XNNPACK delegate is applied at the first allocation, which logs "INFO: Created TensorFlow Lite XNNPACK
+        # delegate for CPU." natively: for a model whose inputs are all static it is made here, with that line kept
+        # off stderr (one with dynamic dims is allocated at its first run's shapes, where the line still shows: its
+        # default shape may not allocate at all, and a first run can take long, too long to hold stderr back)
+        with quiet_native_stderr():
+            self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
+            if all(int(d) >= 0 for det in self.interp.get_input_details()
+                   for d in det.get("shape_signature", det["shape"])):
+                self.interp.allocate_tensors()
         keys = list(self.interp.get_signature_list())
         if len(keys) > 1:
             raise ConvertctlError(f"the .tflite has {len(keys)} signatures ({keys}); convertctl runs one")
@@ -50,6 +62,37 @@ class Invoker:
             self.interp.set_tensor(self.inputs[name]["index"], x)
         self.interp.invoke()
         return {name: self.interp.get_tensor(d["index"]).copy() for name, d in self.outputs.items()}
+
+
+_NOISE = re.compile(rb"^INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\s*$")
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """File descriptor 2 sent to a temporary file for the block (native code writes there, not to sys.stderr), then
+    restored; every line it got but the interpreter's XNNPACK INFO line is written to stderr after, errors included.
+    A no-op when fd 2 cannot be duplicated (closed)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().splitlines(keepends=True) if not _NOISE.match(ln)]
+            if kept:
+                os.write(2, b"".join(kept))
 
 
 def channels_last(rank: int) -> list[int]:
@@ -113,8 +156,9 @@ def describe(tflite: Path, onnx_path: Path, probe: dict[str, np.ndarray], num_th
     runner = Invoker(tflite, num_threads)
     ins, outs = runner.inputs, runner.outputs
     sess = session(onnx_path, level="extended")
-    onnx_in = {i.name: [d if isinstance(d, int) else None for d in i.shape] for i in sess.get_inputs()}
-    onnx_out = {o.name: [d if isinstance(d, int) else None for d in o.shape] for o in sess.get_outputs()}
+    # a dim_value <= 0 (Paddle2ONNX's dynamic batch -1) is as dynamic as a named one
+    onnx_in = {i.name: [d if isinstance(d, int) and d > 0 else None for d in i.shape] for i in sess.get_inputs()}
+    onnx_out = {o.name: [d if isinstance(d, int) and d > 0 else None for d in o.shape] for o in sess.get_outputs()}
     in_map, _ = _match(list(ins), list(onnx_in), "inputs")
     out_map, guessed = _match(list(outs), list(onnx_out), "outputs")
 

@@ -55,8 +55,9 @@ def _format(path: Path) -> str:
 
 
 def _calibration(ctx: BuildContext, work: Path) -> dict[str, str]:
-    """The calibration samples, one .npy per input, samples along axis 0, as the source takes them (a TensorFlow
-    source's own layout: no transpose)."""
+    """The calibration samples, one .npy per input: the samples stacked along a new axis 0, each as the model takes
+    it for one run (batch 1 on its own batch axis, whichever that is; a scalar stays a scalar), in its own dtype, as
+    the source takes them (a TensorFlow source's own layout: no transpose). Sample i is array[i]."""
     if ctx.calibration is None:
         raise UsageError("a litert int8 target needs calibration data (a `calibration` section, or --calib)")
     per_input: dict[str, list[np.ndarray]] = {}
@@ -67,7 +68,10 @@ def _calibration(ctx: BuildContext, work: Path) -> dict[str, str]:
     paths = {}
     for name, parts in per_input.items():
         path = work / "calibration" / f"{name.replace('/', '_')}.npy"
-        np.save(path, np.concatenate(parts, axis=0).astype(np.float32))
+        if len({(p.shape, p.dtype) for p in parts}) != 1:
+            raise ConvertctlError(f"the calibration samples of input {name!r} differ in shape or dtype: "
+                                  f"{sorted({(p.shape, p.dtype.name) for p in parts})[:3]}")
+        np.save(path, np.stack(parts))
         paths[name] = str(path.resolve())
     return paths
 
@@ -114,7 +118,7 @@ SOURCE_NAME = {"saved_model": "source", "h5": "source.h5", "keras": "source.kera
 
 def command(spec: LiteRTOptions, fmt: str, ran: dict) -> str:
     """A Python snippet that reproduces model.tflite with tensorflow (kit.json), in a folder holding the source as
-    SOURCE_NAME[fmt] (and for int8 the calibration samples as calibration/<input>.npy)."""
+    SOURCE_NAME[fmt] (and for int8 the calibration samples as calibration/<input>.npy, sample i being array[i])."""
     legacy = ran.get("loaded", "").startswith("tf-keras")
     name = SOURCE_NAME[fmt]
     if fmt == "saved_model":
@@ -131,7 +135,7 @@ def command(spec: LiteRTOptions, fmt: str, ran: dict) -> str:
     elif spec.precision == "int8":
         names = ran.get("input_order") or []
         # a SavedModel's signature takes its samples by name, a Keras model in its input order
-        sample = "dict(zip(names, [a[i:i + 1] for a in x]))" if ran.get("by_name") else "[a[i:i + 1] for a in x]"
+        sample = "dict(zip(names, [a[i] for a in x]))" if ran.get("by_name") else "[a[i] for a in x]"
         lines += ["import numpy as np", f"names = {names!r}",
                   "x = [np.load(f'calibration/{n}.npy') for n in names]",
                   "c.optimizations = [tf.lite.Optimize.DEFAULT]",

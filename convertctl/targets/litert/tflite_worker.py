@@ -6,7 +6,7 @@ a clear error of this artifact, not the end of the run. Standard library, numpy 
     python -m convertctl.targets.litert.tflite_worker request.json  ->  result.json | error.json beside the request
 
 The request: {"format": saved_model|keras|h5, "model": path, "precision": fp32|fp16|int8, "int8_io": float32|int8,
-"calibration": {input name: .npy of the samples along axis 0} (int8), "output": .tflite path, "work": folder}.
+"calibration": {input name: .npy of the samples stacked along a new axis 0} (int8), "output": .tflite path, "work": folder}.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def _representative(calibration: dict[str, str], names: list[str], by_name: bool
     count = min(len(a) for a in arrays.values())
 
     def gen():
-        for i in range(count):
-            sample = [arrays[n][i:i + 1].astype(np.float32) for n in order]
+        for i in range(count):  # sample i is arrays[n][i], as the model takes it for one run, in its own dtype
+            sample = [arrays[n][i] for n in order]
             yield dict(zip(order, sample, strict=True)) if by_name else sample
 
     return gen, order

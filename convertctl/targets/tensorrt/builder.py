@@ -163,9 +163,33 @@ class Build:
 
 
 @contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while TensorRT works. The collector runs at any allocation, also inside the
+    logger callback TensorRT calls with its own lock held; if it then frees an earlier build's objects (kept alive
+    by a reference cycle, e.g. an exception's traceback), their destructors wait for that lock: a deadlock (seen
+    with TensorRT-RTX 1.7: IBuilder's destructor in futex_wait, from a traceback freed by the collector)."""
+    import gc
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@contextmanager
 def building(trt, flavour: Flavour, onnx_path: Path, spec, profiles: Profiles, graph_int8: bool, out_dir: Path,
              log: list[str]) -> Iterator[Build]:
-    """Parse and configure; on leaving, every message the product logged is appended to build.log in out_dir."""
+    """Parse and configure; on leaving, every message the product logged is appended to build.log in out_dir.
+    The collector is paused meanwhile (gc_paused)."""
+    with gc_paused():
+        yield from _building(trt, flavour, onnx_path, spec, profiles, graph_int8, out_dir, log)
+
+
+def _building(trt, flavour: Flavour, onnx_path: Path, spec, profiles: Profiles, graph_int8: bool, out_dir: Path,
+              log: list[str]) -> Iterator[Build]:
     logger = collecting_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
