@@ -704,3 +704,39 @@ def test_ppocr_cls_recipe_s_literal_sizes_and_an_int8_kit_that_prepares_its_fold
     assert np.load(kit_dir / "calibration_image_sample_data_20x128x128x3_float32.npy").shape == (20, 128, 128, 3)
     held = np.load(tmp_path / "out" / "samples.npz")["x"]
     np.testing.assert_array_equal(np.load(kit_dir / "calibration" / "x.npy"), held.transpose(0, 2, 3, 1))
+
+
+@pytest.mark.slow
+def test_an_input_batched_on_axis_1_is_split_along_it(tmp_path):
+    """A recurrent state [layers, batch, hidden] (batch_axis 1) beside x [batch, 4]: the static-batch-1 model is fed
+    one sample at a time along each input's own batch axis, and matches ONNX Runtime on a batch of samples."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 1], [0.5, -1.0, 2.0, 0.25])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("ReduceSum", ["state", "axes"], ["s"], keepdims=0),
+             helper.make_node("Unsqueeze", ["s", "one"], ["s1"]),
+             helper.make_node("Add", ["xw", "s1"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+                                           helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "batch", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+                              [w, helper.make_tensor("axes", TensorProto.INT64, [2], [0, 2]),
+                               helper.make_tensor("one", TensorProto.INT64, [1], [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "m.onnx")
+    recipe = {"version": 1, "name": "state", "source": {"framework": "onnx", "path": str(tmp_path / "m.onnx")},
+              "inputs": [{"name": "x", "shape": ["batch", 4]},
+                         {"name": "state", "shape": [2, "batch", 3], "batch_axis": 1}],
+              "dims": {"batch": {"min": 1, "opt": 1, "max": 4}}, "samples": {"count": 5, "seed": 1},
+              "targets": [{"runtime": "litert", "precision": "fp32"}], "verify": {"latency": {"enabled": False}},
+              "output": str(tmp_path / "out")}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    res = run_cli("run", tmp_path / "recipe.yaml", "--json")
+    assert res.code == 0, res.stderr[-1500:]
+    (art,) = load_manifest(tmp_path / "out")["artifacts"]
+    assert art["status"] == "ok", art["reason"]
+    (out,) = art["verification"][0]["outputs"].values()
+    assert out["cosine"] > 0.99999 and out["max_abs"] < 1e-4
+    sig = json.loads((tmp_path / "out" / "targets" / "litert_fp32" / "signature.json").read_text())
+    assert {i["onnx"]: i["batch_axis"] for i in sig["inputs"]} == {"x": 0, "state": 1}
+    assert art["effective"]["batch"] == "one sample per invoke (static batch 1)"

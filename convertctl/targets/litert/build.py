@@ -369,6 +369,10 @@ def _finish(onnx_path: Path, spec: LiteRTOptions, out_dir: Path, ctx: BuildConte
     files: those three and `extra` (the converter's log, the kit's scripts), all in out_dir."""
     # the conversion's time stays out of the artifact's files: same recipe and inputs, same bytes
     signature = {**sig, **{k: v for k, v in settings.items() if k != "converter_seconds"}}
+    # each input's batch axis in the ONNX layout (the run's input specs; 0 when built without a run): where the
+    # runner splits a batch, e.g. a recurrent state [layers, batch, hidden]
+    axes = {i.name: i.batch_axis for i in ctx.inputs}
+    signature["inputs"] = [{**i, "batch_axis": axes.get(i["onnx"], 0)} for i in signature["inputs"]]
     (out_dir / "signature.json").write_text(json.dumps(signature, indent=2) + "\n")
     (out_dir / "kit.json").write_text(json.dumps(kit, indent=2) + "\n")
     shutil.rmtree(work)  # the SavedModel, the other precisions' .tflite, the copies: not the artifact

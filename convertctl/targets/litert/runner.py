@@ -22,20 +22,28 @@ def open_model(out_dir: Path, spec: LiteRTOptions, settings: dict) -> Runner:
     threads = spec.num_threads or len(os.sched_getaffinity(0))
     runner = Invoker(out_dir / "model.tflite", threads)
     inputs, outputs = sig["inputs"], sig["outputs"]
-    # a static batch of 1 on the batch axis (axis 0 of the ONNX input, wherever the perm puts it)
-    single = all(i["shape"][i["perm"].index(0)] == 1 for i in inputs if i["shape"])
+    # each input's batch axis in the ONNX layout (None: not batched, e.g. a scalar); older artifacts: axis 0
+    axes = {i["onnx"]: i.get("batch_axis", 0) if i["shape"] else None for i in inputs}
+    batched = [i for i in inputs if axes[i["onnx"]] is not None and axes[i["onnx"]] < len(i["shape"])]
+    # a static batch of 1 on the batch axis, wherever the perm puts it
+    single = all(i["shape"][i["perm"].index(axes[i["onnx"]])] == 1 for i in batched)
 
     def once(feeds: Feeds) -> list[np.ndarray]:
         got = runner(**{i["name"]: to_tflite(np.asarray(feeds[i["onnx"]]), i) for i in inputs})
         return [to_onnx(np.asarray(got[o["name"]]), o) for o in outputs]
 
     def run(feeds: Feeds) -> list[np.ndarray]:
-        batch = {int(np.asarray(feeds[i["onnx"]]).shape[0]) for i in inputs if np.ndim(feeds[i["onnx"]])}
+        batch = {int(np.asarray(feeds[i["onnx"]]).shape[axes[i["onnx"]]]) for i in batched}
         n = batch.pop() if len(batch) == 1 else 1
         if not single or n == 1:
             return once(feeds)
-        parts = [once({k: np.asarray(v)[b:b + 1] for k, v in feeds.items()}) for b in range(n)]
-        return [np.concatenate(col, axis=0) for col in zip(*parts, strict=True)]
+
+        def sample(b: int) -> Feeds:  # sample b of every batched input, along its own batch axis
+            return {k: (np.take(np.asarray(v), [b], axis=axes[k]) if axes.get(k) is not None else v)
+                    for k, v in feeds.items()}
+
+        parts = [once(sample(b)) for b in range(n)]
+        return [np.concatenate(col, axis=0) for col in zip(*parts, strict=True)]  # outputs batch on axis 0
 
     import importlib.metadata
 
