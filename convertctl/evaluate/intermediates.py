@@ -37,3 +37,29 @@ def node_outputs(onnx_path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.
         inputs = {i.name for i in sess.get_inputs()}
         values = sess.run(names, {k: v for k, v in feeds.items() if k in inputs})
     return dict(zip(names, values, strict=True))
+
+
+PROBE = 257  # fingerprint positions: a candidate is ranked on these before whole tensors are compared
+
+
+def by_size(values: dict[str, np.ndarray]) -> dict[int, list[tuple[str, np.ndarray]]]:
+    """The tensors grouped by element count: a runtime's tensor is matched only against ONNX tensors of its size."""
+    groups: dict[int, list[tuple[str, np.ndarray]]] = {}
+    for name, value in values.items():
+        groups.setdefault(value.size, []).append((name, value))
+    return groups
+
+
+def best_match(views: list[tuple[object, np.ndarray]], candidates: list[tuple[str, np.ndarray]],
+               min_cosine: float) -> tuple[str, float, object] | None:
+    """(ONNX tensor, cosine, the view's tag) of the candidate most similar to any of `views` (one runtime tensor in
+    the layouts it may be in, each tagged), ranked on a fingerprint of fixed positions, the best three confirmed on
+    the whole tensor; None when none reaches `min_cosine`."""
+    if not candidates:
+        return None
+    idx = np.linspace(0, views[0][1].size - 1, PROBE).astype(np.int64)
+    scored = [(cosine(view.ravel()[idx], v.ravel()[idx]), n, v, tag, view)
+              for tag, view in views for n, v in candidates]
+    top = sorted(scored, key=lambda s: -s[0])[:3]
+    full, name, tag = max(((cosine(view, v), n, t) for _, n, v, t, view in top), key=lambda s: s[0])
+    return (name, full, tag) if full >= min_cosine else None

@@ -81,6 +81,14 @@ def run_child(worker: str, request: dict, workdir: Path, log_name: str, python: 
     return {**json.loads(result_path.read_text()), "child_seconds": seconds}  # start-up and import included
 
 
+def offline_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a converter child that must reach nothing: every proxy variable points at a
+    closed local port, so a download attempt fails at once instead of leaving the machine."""
+    closed = "http://127.0.0.1:9"
+    return dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="", HTTP_PROXY=closed, HTTPS_PROXY=closed,
+                http_proxy=closed, https_proxy=closed, NO_PROXY="", no_proxy="", **extra)
+
+
 @contextlib.contextmanager
 def package_path(python: str):
     """For an interpreter of another environment: a folder holding only a link to this convertctl package.

@@ -67,20 +67,16 @@ def run(argv: list[str], workdir: Path, onnx: str, timeout: float) -> dict:
     """Run `onnx2tf argv` in `workdir` through the worker; its versions and seconds, or a ConvertctlError naming the
     ONNX operator onnx2tf stopped at. The child's output goes to workdir/onnx2tf.log."""
     from convertctl import processes
-    from convertctl.frontends.child import exit_description, package_path
+    from convertctl.frontends.child import exit_description, offline_env, package_path
 
     python, origin = interpreter()
     request = workdir / "onnx2tf.request.json"
     request.write_text(json.dumps({"argv": argv, "onnx": onnx}))
     result, error, log = (workdir / "onnx2tf.result.json", workdir / "onnx2tf.error.json", workdir / "onnx2tf.log")
-    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
-               # oneDNN aborted TensorFlow natively on PP-OCRv4 det ("could not create a primitive descriptor for a
-               # convolution forward propagation primitive", SIGILL); without it the conversion passes (measured)
-               TF_ENABLE_ONEDNN_OPTS="0",
-               # nothing leaves the machine: build.py writes the sample images onnx2tf would download; any other
-               # request goes to a closed local port and fails at once
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
-               https_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="")
+    # nothing leaves the machine (offline_env): build.py writes the sample images onnx2tf would download.
+    # oneDNN aborted TensorFlow natively on PP-OCRv4 det ("could not create a primitive descriptor for a convolution
+    # forward propagation primitive", SIGILL); without it the conversion passes (measured)
+    env = offline_env(TF_CPP_MIN_LOG_LEVEL="2", TF_ENABLE_ONEDNN_OPTS="0")
     t0 = time.perf_counter()
     with open(log, "wb") as out, package_path(python) as path:
         if path:

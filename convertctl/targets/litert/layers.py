@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convertctl.evaluate.intermediates import cosine
+from convertctl.evaluate.intermediates import best_match, by_size
 
-_PROBE = 257  # fingerprint positions
 THRESHOLD = {"fp32": 0.999, "fp16": 0.999, "int8": 0.99}  # cosine below which a matched tensor diverges
 # a tensor is matched to an ONNX tensor at least this similar; below, it has no counterpart (a layout or a fusion
 # the converter introduced). INT8 tensors sit further from FP32 ones: a lower bar
@@ -82,21 +81,6 @@ def _views(value: np.ndarray) -> list[tuple[bool, np.ndarray]]:
     return views
 
 
-def _best(value: np.ndarray, candidates: list[tuple[str, np.ndarray]], match: float):
-    """(ONNX tensor, cosine, transposed) most similar to `value` (fingerprint first, whole tensor to confirm), if
-    similar enough; else None."""
-    if not candidates:
-        return None
-    idx = np.linspace(0, value.size - 1, _PROBE).astype(np.int64)
-    scored = []
-    for transposed, view in _views(value):
-        probe = view.ravel()[idx]
-        scored += [(cosine(probe, v.ravel()[idx]), n, v, transposed, view) for n, v in candidates]
-    top = sorted(scored, key=lambda s: -s[0])[:3]
-    full = max(((cosine(view, v), n, t) for _, n, v, t, view in top), key=lambda s: s[0])
-    return (full[1], full[0], full[2]) if full[0] >= match else None
-
-
 def compare(tflite: Path, onnx_path: Path, onnx_feeds: dict[str, np.ndarray], tflite_feeds: dict[str, np.ndarray],
             precision: str, threshold: float | None = None) -> dict:
     """The .tflite against ONNX Runtime on `onnx_path`, tensor by tensor, on one sample (the same sample in each's
@@ -108,9 +92,7 @@ def compare(tflite: Path, onnx_path: Path, onnx_feeds: dict[str, np.ndarray], tf
 
     threshold = THRESHOLD.get(precision, 0.999) if threshold is None else threshold
     ref, producer = onnx_tensors(onnx_path, onnx_feeds)
-    by_size: dict[int, list[tuple[str, np.ndarray]]] = {}
-    for name, value in ref.items():
-        by_size.setdefault(value.size, []).append((name, value))
+    sized = by_size(ref)
     with warnings.catch_warnings():  # "intended for debugging purposes only": that is what this is
         warnings.simplefilter("ignore")
         # without XNNPACK: a delegate computes its partition as one node and keeps none of the tensors inside it;
@@ -129,7 +111,7 @@ def compare(tflite: Path, onnx_path: Path, onnx_feeds: dict[str, np.ndarray], tf
     rows, first, unmatched = [], None, None
     for op, name, value in tflite_tensors(interp):
         row = {"op": op, "tensor": name[:160]}
-        best = _best(value, by_size.get(value.size, []), _MATCH.get(precision, 0.99))
+        best = best_match(_views(value), sized.get(value.size, []), _MATCH.get(precision, 0.99))
         if best is not None:
             tensor, cosine, transposed = best
             row.update(onnx_tensor=tensor, onnx_node=producer.get(tensor, ""), cosine=round(cosine, 6),

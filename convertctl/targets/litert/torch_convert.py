@@ -93,7 +93,7 @@ def convert(source: dict, sample_inputs: dict[str, np.ndarray] | list[np.ndarray
     A ConvertctlError (UsageError for the recipe's part) when it cannot convert.
     """
     from convertctl import processes
-    from convertctl.frontends.child import exit_description, package_path
+    from convertctl.frontends.child import exit_description, offline_env, package_path
 
     if precision not in PRECISIONS:
         raise UsageError(f"litert-torch converts to {', '.join(PRECISIONS)}, not {precision!r}")
@@ -127,12 +127,8 @@ def convert(source: dict, sample_inputs: dict[str, np.ndarray] | list[np.ndarray
                "calibration": calib_file.name if calib_file else None, "precision": precision, "int8_io": int8_io,
                "output_names": output_names, "tflite": tflite.name}
     request_file.write_text(json.dumps(request, indent=2, default=str))
-    env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu",
-               TF_CPP_MIN_LOG_LEVEL="2",
-               # nothing leaves the machine: litert-torch, transformers and huggingface_hub need no download to
-               # convert; any request goes to a closed local port and fails at once
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
-               https_proxy="http://127.0.0.1:9", NO_PROXY="", no_proxy="", HF_HUB_OFFLINE="1")
+    # nothing leaves the machine (offline_env): litert-torch, transformers and huggingface_hub need no download
+    env = offline_env(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2", HF_HUB_OFFLINE="1")
     t0 = time.perf_counter()
     with open(log, "wb") as out, package_path(python) as path:
         if path:  # a folder holding only a link to convertctl: the child's own site-packages stay first

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from convertctl.errors import require
-from convertctl.evaluate.intermediates import cosine, node_outputs
+from convertctl.evaluate.intermediates import best_match, by_size, node_outputs
 
-_PROBE = 257
 _MATCH = 0.99  # a blob is "matched" to an ONNX tensor at least this similar; below it, it has no counterpart
 
 
@@ -46,9 +45,7 @@ def compare(folder: Path, onnx_path: Path, feeds: dict[str, np.ndarray], thresho
     net = load_net(folder, kit)
     layers = blob_graph((folder / kit["files"]["param"]).read_text())
     ref, producer = onnx_intermediates(onnx_path, feeds)
-    by_size: dict[int, list[tuple[str, np.ndarray]]] = {}
-    for name, value in ref.items():
-        by_size.setdefault(value.size, []).append((name, value))
+    sized = by_size(ref)
 
     ex = net.create_extractor()
     keep = []
@@ -66,10 +63,10 @@ def compare(folder: Path, onnx_path: Path, feeds: dict[str, np.ndarray], thresho
             if ret != 0:
                 continue
             got = np.array(mat, copy=True)
-            best = _best_match(got, by_size.get(got.size, []))
+            best = best_match([(False, got)], sized.get(got.size, []), _MATCH)
             row = {"layer": name, "type": kind, "blob": blob}
             if best is not None:
-                tensor, cosine = best
+                tensor, cosine, _ = best
                 row.update(onnx_tensor=tensor, onnx_node=producer.get(tensor, ""), cosine=round(cosine, 6))
                 if cosine < threshold and first is None:
                     first = row
@@ -80,14 +77,3 @@ def compare(folder: Path, onnx_path: Path, feeds: dict[str, np.ndarray], thresho
     worst = sorted(matched, key=lambda r: r["cosine"])[:5]
     return {"threshold": threshold, "blobs": len(rows), "matched": len(matched),
             "first_divergence": first, "first_unmatched": unmatched, "worst": worst}
-
-
-def _best_match(got: np.ndarray, candidates: list[tuple[str, np.ndarray]]) -> tuple[str, float] | None:
-    """The candidate most similar to `got` (fingerprint first, whole tensor to confirm), if similar enough."""
-    if not candidates:
-        return None
-    idx = np.linspace(0, got.size - 1, _PROBE).astype(np.int64)
-    probe = got.ravel()[idx]
-    scored = sorted(((cosine(probe, v.ravel()[idx]), n, v) for n, v in candidates), key=lambda s: -s[0])[:3]
-    full = max(((cosine(got, v), n) for _, n, v in scored), key=lambda s: s[0])
-    return (full[1], full[0]) if full[0] >= _MATCH else None
